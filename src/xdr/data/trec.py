@@ -1,0 +1,91 @@
+"""TREC qrels (``qid 0 docid rel``) and run files (``qid Q0 docid rank score tag``).
+
+Columns are separated by any whitespace, so ids must not contain any; the writers refuse such ids
+rather than produce a file that reads back differently. Both file kinds are small (queries x depth),
+so they are read into dicts, the shape ir_measures and the evaluators take.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from xdr.artifacts import atomic_path
+from xdr.data._io import numbered_lines
+from xdr.errors import DataError, XdrError
+
+QRELS_COLUMNS = ("qid", "iter", "docid", "rel")
+RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
+
+
+def _rows(path: str | Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    for n, line in numbered_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(columns):
+            raise DataError(
+                path, n, None, f"expected {len(columns)} columns ({' '.join(columns)}), got {len(parts)}"
+            )
+        yield n, parts
+
+
+def _number(path: str | Path, line: int, field: str, value: str, kind: type[int] | type[float]) -> float:
+    try:
+        number = kind(value)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise DataError(path, line, field, f"expected {expected}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise DataError(path, line, field, f"expected a finite number, got {value!r}")
+    return number
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """query id -> {doc id: relevance}; a repeated (query, doc) pair is an error."""
+    qrels: dict[str, dict[str, int]] = {}
+    for n, (qid, _, docid, rel) in _rows(path, QRELS_COLUMNS):
+        docs = qrels.setdefault(qid, {})
+        if docid in docs:
+            raise DataError(path, n, "docid", f"{docid!r} is judged twice for query {qid!r}")
+        docs[docid] = int(_number(path, n, "rel", rel, int))
+    return qrels
+
+
+def read_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """query id -> {doc id: score}; ranks are checked to be integers, but scores decide the order."""
+    run: dict[str, dict[str, float]] = {}
+    for n, (qid, _, docid, rank, score, _) in _rows(path, RUN_COLUMNS):
+        _number(path, n, "rank", rank, int)
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            raise DataError(path, n, "docid", f"{docid!r} is retrieved twice for query {qid!r}")
+        docs[docid] = _number(path, n, "score", score, float)
+    return run
+
+
+def _check_token(what: str, value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise XdrError(f"cannot write {what} {value!r} to a TREC file: it is empty or contains whitespace")
+    return value
+
+
+def write_qrels(path: str | Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Write qrels atomically, in the mapping's order."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, docs in qrels.items():
+            _check_token("query id", qid)
+            for docid, rel in docs.items():
+                f.write(f"{qid} 0 {_check_token('doc id', docid)} {int(rel)}\n")
+
+
+def write_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "xdr") -> None:
+    """Write a run atomically; each query's docs are ranked by score (ties by doc id, for determinism)."""
+    _check_token("run tag", tag)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, docs in run.items():
+            _check_token("query id", qid)
+            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
+            for rank, (docid, score) in enumerate(ranked, 1):
+                f.write(f"{qid} Q0 {_check_token('doc id', docid)} {rank} {float(score)!r} {tag}\n")
