@@ -1,0 +1,96 @@
+"""The evaluate stage: XOR-TyDi R@kt, ir-measures metrics, per-language reports and significance tests.
+
+:func:`evaluate` is the one entry point; the modules hold the parts (``rkt`` for the official R@kt,
+``measures`` for ir-measures, ``significance`` for paired tests, ``report`` for output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from xdr.data.schema import Query
+from xdr.errors import XdrError
+from xdr.evaluate.measures import DEFAULT_MEASURES, per_query_measures, ranking_to_run
+from xdr.evaluate.report import Report
+from xdr.evaluate.rkt import DEFAULT_BUDGETS, recall_at_k_tokens, rkt_name, score_xor_submission
+from xdr.evaluate.significance import Comparison, paired_test, with_holm
+
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "DEFAULT_MEASURES",
+    "Comparison",
+    "Report",
+    "evaluate",
+    "paired_test",
+    "recall_at_k_tokens",
+    "score_xor_submission",
+    "with_holm",
+]
+
+
+def evaluate(
+    run: Mapping[str, Sequence[str]],
+    queries: Iterable[Query],
+    *,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
+    passages: Mapping[str, str] | None = None,
+    measures: Sequence[str] | None = None,
+    token_budgets: Sequence[int] | None = None,
+    name: str = "system",
+    workers: int = 1,
+) -> Report:
+    """Score a run (ranked doc ids per query id) on ``queries``; the queries define the evaluation set.
+
+    R@kt needs ``passages`` (doc id -> the text the official scorer would tokenize) and defaults to
+    R@2kt and R@5kt; ir-measures metrics need ``qrels`` and default to nDCG@10, RR@10, R@1, R@100. Only
+    judged queries (those in ``qrels``) get ir-measures scores; a query the run lacks scores 0 everywhere.
+    ``workers`` processes tokenize passages for R@kt.
+    """
+    queries = list(queries)
+    langs: dict[str, str] = {}
+    for q in queries:
+        if q.id in langs:
+            raise XdrError(f"query id {q.id!r} appears twice in the queries")
+        langs[q.id] = q.lang
+    if measures is None:
+        measures = DEFAULT_MEASURES if qrels is not None else ()
+    if token_budgets is None:
+        token_budgets = DEFAULT_BUDGETS if passages is not None else ()
+    if not measures and not token_budgets:
+        raise XdrError("nothing to evaluate: give qrels (for ir-measures) and/or passages (for R@kt)")
+
+    per_query: dict[str, dict[str, float]] = {}
+    notes: dict[str, Any] = {"queries": len(queries)}
+    if token_budgets:
+        if passages is None:
+            raise XdrError("R@kt needs the passage texts of the run's doc ids; none were given")
+        texts = {qid: [_passage(passages, qid, d) for d in run[qid]] for qid in langs if qid in run}
+        rkt = recall_at_k_tokens(texts, queries, token_budgets, workers=workers)
+        for b in rkt.budgets:
+            per_query[rkt_name(b)] = {q: 100.0 * hit for q, hit in rkt.hits[b].items()}
+        notes["rkt"] = {
+            "skipped_no_answers": len(rkt.skipped_no_answers),
+            "skipped_yes_no_only": len(rkt.skipped_yes_no),
+            "not_in_run_counted_as_miss": len(rkt.not_in_run),
+        }
+    if measures:
+        if qrels is None:
+            raise XdrError(f"{', '.join(measures)} need relevance judgments (qrels); none were given")
+        judged = {q: docs for q, docs in qrels.items() if q in langs}
+        scores = per_query_measures(judged, ranking_to_run({q: run[q] for q in judged if q in run}), measures)
+        for m, by_q in scores.items():
+            per_query[m] = {q: 100.0 * v for q, v in by_q.items()}
+        notes["measures"] = {
+            "judged_queries": len(judged),
+            "unjudged_queries_skipped": len(langs) - len(judged),
+            "not_in_run_scored_0": sum(q not in run for q in judged),
+        }
+    return Report(per_query, {q: langs[q] for s in per_query.values() for q in s}, name, notes)
+
+
+def _passage(passages: Mapping[str, str], qid: str, doc: str) -> str:
+    try:
+        return passages[doc]
+    except KeyError:
+        raise XdrError(f"query {qid!r} ranks document {doc!r}, which is not in the passage texts") from None

@@ -1,0 +1,170 @@
+"""Evaluation results per query, per language and macro-averaged, as JSON and as a Markdown table.
+
+Every number in a :class:`Report` is a percentage (per-query scores included: an R@kt hit is 100.0, an
+nDCG of 0.5 is 50.0), so per-query scores, language means and mean differences share one scale. The
+macro average is the unweighted mean over languages, as XOR-TyDi reports it; significance for the "avg"
+row is a paired test over all queries pooled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from xdr.artifacts import write_json_atomic
+from xdr.errors import MismatchError, XdrError
+from xdr.evaluate.significance import Comparison, paired_test, with_holm
+
+AVG = "avg"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Per-query scores of one system; per-language and macro views are derived from them."""
+
+    per_query: dict[str, dict[str, float]]
+    langs: dict[str, str]
+    name: str = "system"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = {q for scores in self.per_query.values() for q in scores} - self.langs.keys()
+        if unknown:
+            raise XdrError(f"no language known for {len(unknown)} queries, e.g. {sorted(unknown)[:3]}")
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        return tuple(self.per_query)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(sorted({self.langs[q] for scores in self.per_query.values() for q in scores}))
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Queries scored per measure and language (measures can differ: R@kt skips yes/no questions)."""
+        out: dict[str, dict[str, int]] = {}
+        for measure, scores in self.per_query.items():
+            c: dict[str, int] = {}
+            for q in scores:
+                c[self.langs[q]] = c.get(self.langs[q], 0) + 1
+            out[measure] = dict(sorted(c.items()))
+        return out
+
+    @property
+    def per_language(self) -> dict[str, dict[str, float]]:
+        """Mean per-query score per measure and language."""
+        out: dict[str, dict[str, float]] = {}
+        counts = self.counts
+        for measure, scores in self.per_query.items():
+            sums: dict[str, float] = {}
+            for q, v in scores.items():
+                sums[self.langs[q]] = sums.get(self.langs[q], 0.0) + v
+            out[measure] = {lang: sums[lang] / n for lang, n in counts[measure].items()}
+        return out
+
+    @property
+    def macro(self) -> dict[str, float]:
+        """Unweighted mean over languages per measure (NaN when nothing was scored)."""
+        return {
+            m: sum(by_lang.values()) / len(by_lang) if by_lang else math.nan
+            for m, by_lang in self.per_language.items()
+        }
+
+    def scores(self, measure: str, group: str = AVG) -> dict[str, float]:
+        """Per-query scores of one measure, for one language or (``avg``) for all queries."""
+        scores = self.per_query[measure]
+        return dict(scores) if group == AVG else {q: v for q, v in scores.items() if self.langs[q] == group}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scale": "percent",
+            "measures": list(self.measures),
+            "languages": list(self.languages),
+            "macro": self.macro,
+            "per_language": self.per_language,
+            "counts": self.counts,
+            "notes": self.notes,
+            "per_query": self.per_query,
+            "langs": self.langs,
+        }
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the report atomically: a killed run never leaves a truncated report behind."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Report:
+        """Read a report written by :meth:`to_json`, e.g. a baseline to test a new system against."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            return cls(d["per_query"], d["langs"], d["name"], d.get("notes", {}))
+        except KeyError as e:
+            raise XdrError(f"{path}: not an xdr evaluation report (no {e.args[0]!r})") from e
+
+    def compare(self, baseline: Report, *, allow_partial: bool = False) -> list[Comparison]:
+        """Paired tests against ``baseline`` for every measure x (language, avg) cell, Holm over all cells."""
+        missing = [m for m in self.measures if m not in baseline.per_query]
+        if missing:
+            raise MismatchError(f"baseline {baseline.name!r} has no scores for {', '.join(missing)}")
+        comps: list[Comparison] = []
+        for m in self.measures:
+            for group in (*self.languages, AVG):
+                comps.append(paired_test(
+                    baseline.scores(m, group),
+                    self.scores(m, group),
+                    measure=m, baseline_name=baseline.name, system_name=self.name, group=group,
+                    allow_partial=allow_partial,
+                ))
+        return with_holm(comps)
+
+    def to_markdown(
+        self,
+        baseline: Report | None = None,
+        *,
+        alpha: float = 0.05,
+        test: Literal["t", "wilcoxon"] = "t",
+        digits: int = 1,
+    ) -> str:
+        """Languages as rows plus an ``avg`` (macro) row, measures as columns.
+
+        With ``baseline``, a cell gets a dagger when the paired ``test`` against the baseline, Holm-corrected
+        over all cells of the table, has p < ``alpha``.
+        """
+        marks: dict[tuple[str, str], str] = {}
+        if baseline is not None:
+            for c in self.compare(baseline):
+                p = c.t_pvalue_holm if test == "t" else c.wilcoxon_pvalue_holm
+                marks[(c.measure, c.group)] = "†" if p < alpha else ""
+        per_lang, macro = self.per_language, self.macro
+        n_by_lang = {
+            lang: len({q for s in self.per_query.values() for q in s if self.langs[q] == lang})
+            for lang in self.languages
+        }
+        lines = [
+            "| lang | n | " + " | ".join(self.measures) + " |",
+            "|---|---:|" + "---:|" * len(self.measures),
+        ]
+
+        def cell(value: float | None, measure: str, group: str) -> str:
+            text = "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+            return text + marks.get((measure, group), "")
+
+        for lang in self.languages:
+            cells = [cell(per_lang[m].get(lang), m, lang) for m in self.measures]
+            lines.append(f"| {lang} | {n_by_lang[lang]} | " + " | ".join(cells) + " |")
+        cells = [cell(macro[m], m, AVG) for m in self.measures]
+        lines.append(f"| **{AVG}** | {sum(n_by_lang.values())} | " + " | ".join(cells) + " |")
+        if baseline is not None:
+            name = "paired t-test" if test == "t" else "Wilcoxon signed-rank test"
+            lines.append("")
+            lines.append(
+                f"† differs from {baseline.name} with p < {alpha} ({name}, Holm-corrected over "
+                f"{len(marks)} cells; avg row tests all queries pooled)."
+            )
+        return "\n".join(lines) + "\n"
+
