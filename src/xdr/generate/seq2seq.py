@@ -1,0 +1,90 @@
+"""The xQG generator: an mT5 docTquery model that writes questions in a requested language.
+
+The released checkpoint ``ielabgroup/xor-tydi-docTquery-mt5-base`` was trained on inputs of the form
+``Generate a {Language} question for this passage: {title} {passage}``; other seq2seq checkpoints trained
+the same way load through the same class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from functools import cached_property
+from typing import Any
+
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from xdr.config import DType
+from xdr.data.schema import Passage
+from xdr.generate.base import passage_seed, row_seed
+from xdr.generate.hf import Sampling, resolve_device, resolve_dtype, seeded_generate
+from xdr.langs import language_name
+
+XQG_CHECKPOINT = "ielabgroup/xor-tydi-docTquery-mt5-base"
+PROMPT = "Generate a {language} question for this passage: {title} {text}"
+# T5 activations exceed fp16's range; the model then emits NaNs or empty strings rather than failing.
+FP16_PROBLEM = "mT5 activations overflow in float16 and the model silently generates garbage"
+
+
+def seq2seq_prompt(passage: Passage, lang: str) -> str:
+    """The exact input text the xQG checkpoint was trained on; an untitled passage leaves the title empty."""
+    return PROMPT.format(language=language_name(lang), title=passage.title, text=passage.text)
+
+
+class Seq2SeqGenerator:
+    """Top-k sampling from an mT5-family checkpoint, ``n`` return sequences per passage and language."""
+
+    def __init__(
+        self,
+        model: str = XQG_CHECKPOINT,
+        *,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: DType = "auto",
+        batch_size: int = 32,
+        max_input_length: int = 512,
+        sampling: Sampling | None = None,
+    ) -> None:
+        self.model_id, self.revision = model, revision
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device, fp16_problem=FP16_PROBLEM)
+        self.batch_size, self.max_input_length = batch_size, max_input_length
+        self.sampling = sampling or Sampling(top_k=10, max_new_tokens=32)
+
+    @property
+    def name(self) -> str:
+        return self.model_id
+
+    @property
+    def config(self) -> dict[str, Any]:
+        # The batch size and device may change on resume (queries do not depend on them); the dtype may not.
+        return {
+            "kind": "seq2seq",
+            "model": self.model_id,
+            "revision": self.revision,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "prompt": PROMPT,
+            "max_input_length": self.max_input_length,
+            "sampling": asdict(self.sampling),
+        }
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return AutoTokenizer.from_pretrained(self.model_id, revision=self.revision)
+
+    @cached_property
+    def model(self) -> PreTrainedModel:
+        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_id, revision=self.revision, dtype=self.dtype)
+        return model.to(self.device).eval()
+
+    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
+        seeds = [[row_seed(passage_seed(seed, p.id, lang), k) for k in range(n)] for p in passages]
+        return seeded_generate(
+            self.model,
+            self.tokenizer,
+            [seq2seq_prompt(p, lang) for p in passages],
+            seeds,
+            self.sampling,
+            batch_size=self.batch_size,
+            max_input_length=self.max_input_length,
+        )

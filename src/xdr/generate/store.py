@@ -1,0 +1,137 @@
+"""The generated-queries artifact: Parquet shards of one row per (passage, language, k).
+
+Columns: ``docid, lang, k, query, generator, seed, keep, reason``. Rows are in corpus order, then
+language (in the order the run was given), then ``k``; a shard holds every language of its passages, so
+a later stage can merge-join the shards against the corpus in one streaming pass. Dropped rows stay in
+the shards (``keep=False`` with a ``reason``) so statistics can be recomputed; readers take kept rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xdr.artifacts import atomic_path, require_done, shard_name
+from xdr.data.schema import Passage
+from xdr.errors import MismatchError, XdrError
+from xdr.generate.filters import FilterSettings, filter_outputs
+
+log = logging.getLogger(__name__)
+
+STAGE = "generate"
+SUFFIX = ".parquet"
+SCHEMA = pa.schema(
+    [
+        pa.field("docid", pa.string(), nullable=False),
+        pa.field("lang", pa.string(), nullable=False),
+        pa.field("k", pa.int32(), nullable=False),
+        pa.field("query", pa.string()),  # null: the generator returned fewer than n outputs
+        pa.field("generator", pa.string(), nullable=False),
+        pa.field("seed", pa.int64()),  # per-(docid, lang) seed; null for ingested queries
+        pa.field("keep", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string()),  # null when kept; otherwise one of filters.REASONS
+    ]
+)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryGroup:
+    """The ``n`` outputs of one (passage, language); ``None`` marks an output that could not be parsed."""
+
+    passage: Passage
+    lang: str
+    seed: int | None
+    outputs: Sequence[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedQuery:
+    docid: str
+    lang: str
+    k: int
+    query: str | None
+    generator: str
+    seed: int | None
+    keep: bool
+    reason: str | None
+
+
+def shard_paths(out_dir: str | Path) -> list[Path]:
+    """Completed shards in order (temp files of an interrupted write start with a dot and are skipped)."""
+    return sorted(Path(out_dir).glob(f"part-*{SUFFIX}"))
+
+
+def _table(groups: Iterable[QueryGroup], generator: str, filters: FilterSettings | None) -> pa.Table:
+    rows = []
+    for g in groups:
+        reasons = filter_outputs(g.outputs, g.passage, g.lang, filters)
+        for k, (query, reason) in enumerate(zip(g.outputs, reasons, strict=True)):
+            rows.append((g.passage.id, g.lang, k, query, generator, g.seed, reason is None, reason))
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in SCHEMA.names]
+    return pa.table(dict(zip(SCHEMA.names, columns, strict=True)), schema=SCHEMA)
+
+
+def _check_resumed_shard(path: Path, docids: list[str]) -> None:
+    """A finished shard must hold the passages the input gives it now; else the input changed."""
+    found = pq.read_table(path, columns=["docid"]).column("docid").unique().to_pylist()
+    if found != list(dict.fromkeys(docids)):
+        raise MismatchError(
+            f"{path}: holds other passages than the input gives this shard now (the input changed since the "
+            "interrupted run); remove the directory or choose another --out"
+        )
+
+
+def shard_params(shard_size: int, filters: FilterSettings | None) -> dict[str, Any]:
+    """The meta.json parameters every generate artifact shares (checked before anything is written)."""
+    if shard_size < 1:
+        raise XdrError(f"shard_size must be positive, not {shard_size}")
+    return {"shard_size": shard_size, "filters": filters.as_dict() if filters else None}
+
+
+def write_shards(
+    out_dir: Path,
+    records: Iterable[R],
+    *,
+    docid: Callable[[R], str],
+    groups: Callable[[list[R]], Iterable[QueryGroup]],
+    generator: str,
+    shard_size: int,
+    filters: FilterSettings | None,
+) -> None:
+    """Write ``shard_size`` records per shard, each atomically; skip the shards a killed run finished.
+
+    ``groups`` turns one shard's records into its query groups in row order; it is not called for a
+    shard that already exists, so resuming costs only re-reading the input up to the first missing shard.
+    """
+    it = iter(records)
+    i = 0
+    while chunk := list(islice(it, shard_size)):
+        path = out_dir / shard_name(i, SUFFIX)
+        if path.exists():
+            _check_resumed_shard(path, [docid(r) for r in chunk])
+            log.info("%s: done in an earlier run, skipped", path.name)
+        else:
+            table = _table(groups(chunk), generator, filters)
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+            log.info("%s: %d passages, %d rows", path.name, len(chunk), table.num_rows)
+        i += 1
+
+
+def read_generated(out_dir: str | Path, kept_only: bool = True) -> Iterator[GeneratedQuery]:
+    """Stream the rows of a finished artifact, shard by shard, in row order."""
+    require_done(out_dir)
+    for path in shard_paths(out_dir):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+            for row in batch.to_pylist():
+                if row["keep"] or not kept_only:
+                    yield GeneratedQuery(**row)
