@@ -1,0 +1,200 @@
+"""The index stage: an embedding store in, a FAISS index out.
+
+Layout of an index directory::
+
+    meta.json     stage "index"; params: factory, metric, train_sample, seed, dim, the model spec and
+                  the embedding store it came from; after the build also "ntotal"
+    index.faiss   the CPU FAISS index (moved to a GPU at load time when one is there)
+    ids.txt       the passage id of each index row, one per line, in row order
+    _DONE
+
+The index is one file rather than shards, so a killed build simply starts over; both files appear
+under their final names only when complete.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from xdr.artifacts import atomic_path, is_done, mark_done, require_done, start_artifact, update_meta
+from xdr.config import ModelSpec
+from xdr.encode import iter_shards, open_ids, read_ids, row_progress, store_meta, write_ids
+from xdr.errors import MismatchError, XdrError
+
+Metric = Literal["ip", "l2"]
+INDEX_FILE = "index.faiss"
+IDS_FILE = "ids.txt"
+_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+
+def _reason(e: RuntimeError) -> str:
+    """The useful tail of a FAISS error, without the C++ function signature and source line."""
+    return str(e).rsplit(": ", 1)[-1]
+
+
+def _to_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
+    """Move ``index`` to all GPUs when asked and FAISS sees one; say whether it moved.
+
+    Falling back to the CPU (with a note) rather than failing keeps one command line working on laptops,
+    CPU CI and GPU boxes alike; HNSW, which has no GPU implementation, stays on the CPU too.
+    """
+    if not use_gpu or faiss.get_num_gpus() == 0:
+        return index, False
+    try:
+        return faiss.index_cpu_to_all_gpus(index), True
+    except RuntimeError as e:
+        print(f"xdr: keeping the index on the CPU ({_reason(e)})", file=sys.stderr)
+        return index, False
+
+
+def _training_sample(emb_dir: Path, rows: int, size: int, seed: int) -> np.ndarray:
+    """A uniform sample of rows, gathered shard by shard so that only the sample is held in memory."""
+    pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(size, rows), replace=False))
+    parts, offset = [], 0
+    for _, emb in iter_shards(emb_dir):
+        lo, hi = np.searchsorted(pick, [offset, offset + len(emb)])
+        parts.append(emb[pick[lo:hi] - offset])
+        offset += len(emb)
+    return np.concatenate(parts)
+
+
+def build_index(
+    emb_dir: str | Path,
+    out_dir: str | Path,
+    factory: str = "Flat",
+    *,
+    metric: Metric = "ip",
+    train_sample: int = 300_000,
+    seed: int = 0,
+    use_gpu: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Build a FAISS index over an embedding store, adding it shard by shard.
+
+    ``factory`` is a FAISS index_factory string: "Flat" is exact search, "IVF4096,PQ64" or "HNSW32" trade
+    recall for speed and memory. Indexes that need training (IVF, PQ) are trained on a uniform sample of
+    ``train_sample`` rows; FAISS wants at least 39 per IVF list.
+    """
+    emb_dir, out = Path(emb_dir), Path(out_dir)
+    emb_meta = store_meta(emb_dir)
+    if metric not in _METRICS:
+        raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+    enc = emb_meta["params"]
+    dim = enc["dim"]
+    params = {
+        "factory": factory,
+        "metric": metric,
+        "train_sample": train_sample,
+        "seed": seed,
+        "dim": dim,
+        "model": enc["model"],
+        "embeddings": {"path": str(emb_dir.resolve()), "kind": enc["kind"], "rows": emb_meta["rows"],
+                       "source": enc["source"]},
+    }
+    start_artifact(out, "index", params)
+    if is_done(out):
+        return out
+    try:
+        index = faiss.index_factory(dim, factory, _METRICS[metric])
+    except RuntimeError as e:
+        raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
+    index, on_gpu = _to_gpu(index, use_gpu)
+    if not index.is_trained:
+        sample = _training_sample(emb_dir, emb_meta["rows"], train_sample, seed)
+        try:
+            index.train(sample)
+        except RuntimeError as e:
+            raise XdrError(f"cannot train {factory!r} on {len(sample)} vectors: {_reason(e)}") from e
+
+    with atomic_path(out / IDS_FILE) as ids_tmp, atomic_path(out / INDEX_FILE) as index_tmp:
+        with open_ids(ids_tmp) as id_file, row_progress(progress) as bar:
+            task = bar.add_task(f"index {factory}", total=emb_meta["rows"])
+            for ids, emb in iter_shards(emb_dir):
+                index.add(emb)
+                write_ids(id_file, ids)
+                bar.advance(task, len(ids))
+        index = faiss.index_gpu_to_cpu(index) if on_gpu else index
+        faiss.write_index(index, str(index_tmp))
+    update_meta(out, ntotal=index.ntotal)
+    mark_done(out)
+    return out
+
+
+class DenseIndex:
+    """A FAISS index together with the ids of its rows and the model spec its vectors came from."""
+
+    def __init__(
+        self, index: faiss.Index, ids: pa.LargeStringArray, spec: ModelSpec, metric: Metric, factory: str,
+        path: Path, on_gpu: bool,
+    ) -> None:
+        if len(ids) != index.ntotal:
+            raise XdrError(f"{path}: {IDS_FILE} has {len(ids)} ids for {index.ntotal} vectors; rebuild it")
+        self.index, self.spec, self.metric, self.factory, self.path = index, spec, metric, factory, path
+        self._ids, self._on_gpu = ids, on_gpu
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def configure(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Set the speed/recall knobs: IVF lists probed (``nprobe``) and HNSW beam width (``ef_search``)."""
+        space = faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
+        for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
+            if value is None:
+                continue
+            try:
+                space.set_index_parameter(self.index, name, value)
+            except RuntimeError as e:
+                raise XdrError(f"{self.path}: a {self.factory!r} index has no {name} setting") from e
+
+    def search(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows per query: scores float32 [n, k'] (higher is better; -L2² for metric "l2") and
+        ids, an object array of the same shape, with k' = min(k, ntotal).
+
+        A slot FAISS leaves empty (an IVF probe or HNSW beam that found fewer than k) has id None and
+        score -inf, so callers can drop it without a second lookup.
+        """
+        q = np.ascontiguousarray(query_emb, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise MismatchError(
+                f"query vectors have dim {q.shape[-1] if q.ndim else None} (shape {q.shape}) but the index "
+                f"at {self.path} has dim {self.dim}; were they made by the index's model?"
+            )
+        if k <= 0:
+            raise XdrError(f"k must be positive (got {k})")
+        scores, labels = self.index.search(q, min(k, self.ntotal))
+        if self.metric == "l2":
+            np.negative(scores, out=scores)
+        missing = labels < 0
+        rows = pa.array(labels.ravel(), mask=missing.ravel())
+        ids = self._ids.take(rows).to_numpy(zero_copy_only=False).reshape(labels.shape)
+        scores[missing] = -np.inf
+        return scores, ids
+
+
+def load_index(
+    index_dir: str | Path, *, use_gpu: bool = True, nprobe: int | None = None, ef_search: int | None = None
+) -> DenseIndex:
+    """Open a finished index directory; refuses one whose build did not finish."""
+    d = Path(index_dir)
+    meta = require_done(d)
+    if meta.get("stage") != "index":
+        raise XdrError(f"{d}: is a {meta.get('stage')} artifact, not an index")
+    params = meta["params"]
+    index, on_gpu = _to_gpu(faiss.read_index(str(d / INDEX_FILE)), use_gpu)
+    dense = DenseIndex(
+        index, read_ids(d / IDS_FILE), ModelSpec(**params["model"]), params["metric"], params["factory"], d,
+        on_gpu,
+    )
+    dense.configure(nprobe=nprobe, ef_search=ef_search)
+    return dense
