@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from xdr.artifacts import atomic_path
+from xdr.data import lookup_texts, write_run
 from xdr.data.schema import Passage, Query
 from xdr.encode import TextEncoder
 from xdr.errors import XdrError
@@ -71,26 +71,10 @@ def search(
     return search_vectors(dense, [q.id for q in queries], emb, k, tag=tag)
 
 
-_WHITESPACE = re.compile(r"\s")
-
-
-def _check_token(value: str, what: str) -> str:
-    if not value or _WHITESPACE.search(value):
-        raise XdrError(f"{what} {value!r} is empty or has whitespace, which the TREC run format cannot hold")
-    return value
-
-
 def write_trec(run: Run, path: str | Path) -> Path:
-    """Write ``qid Q0 docid rank score tag`` lines; 9 significant digits keep float32 scores exact, so
-    trec_eval (which orders by score, not rank) sees the same ranking."""
-    path = Path(path)
-    tag = _check_token(run.tag, "run tag")
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        for qid, ranked in run.hits.items():
-            _check_token(qid, "query id")
-            for rank, (docid, score) in enumerate(ranked, start=1):
-                f.write(f"{qid} Q0 {_check_token(docid, 'passage id')} {rank} {score:.9g} {tag}\n")
-    return path
+    """Write the run as ``qid Q0 docid rank score tag`` lines (atomically, via the TREC module)."""
+    write_run(path, run.scores(), tag=run.tag)
+    return Path(path)
 
 
 def write_xor_json(
@@ -103,19 +87,7 @@ def write_xor_json(
     memory), and stops as soon as all are found. ``ctxs`` holds passage texts without titles, as in the
     official XOR-TyDi baselines.
     """
-    needed = {docid for ranked in run.hits.values() for docid, _ in ranked}
-    texts: dict[str, str] = {}
-    for passage in corpus:
-        if passage.id in needed:
-            texts[passage.id] = passage.text
-            if len(texts) == len(needed):
-                break
-    missing = needed - texts.keys()
-    if missing:
-        raise XdrError(
-            f"{len(missing)} passage ids of the run are not in the corpus (e.g. {min(missing)!r}); "
-            "is it the corpus the index was built from?"
-        )
+    texts = lookup_texts(corpus, {docid for ranked in run.hits.values() for docid, _ in ranked})
     entries = []
     for q in queries:
         if q.id not in run.hits:

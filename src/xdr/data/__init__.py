@@ -14,7 +14,7 @@ A trailing ``.gz`` is looked through for the text formats.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,6 +32,7 @@ from xdr.errors import XdrError
 __all__ = [
     "XQuADR",
     "detect_format",
+    "lookup_texts",
     "read_passages",
     "read_qrels",
     "read_queries",
@@ -135,3 +136,25 @@ def read_training(
     if fmt == "squad":
         return read_squad_training(path, lang)
     raise _unsupported(path, fmt, "training examples", TRAINING_FORMATS)
+
+
+def lookup_texts(passages: Iterable[Passage], ids: set[str]) -> dict[str, str]:
+    """Texts of ``ids``, streaming the corpus once and stopping when all are found.
+
+    A run over an 18M-passage corpus needs the texts of a few hundred thousand ids (for XOR-TyDi JSON and
+    R@kt); this keeps only those in memory. Ids absent from the corpus are an error: the run and the
+    corpus do not belong together.
+    """
+    texts: dict[str, str] = {}
+    for p in passages:
+        if p.id in ids:
+            texts[p.id] = p.text
+            if len(texts) == len(ids):
+                break
+    missing = ids - texts.keys()
+    if missing:
+        raise XdrError(
+            f"{len(missing)} passage ids of the run are not in the corpus (e.g. {min(missing)!r}); "
+            "is it the corpus the index was built from?"
+        )
+    return texts

@@ -88,4 +88,4 @@ def write_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str
             _check_token("query id", qid)
             ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
             for rank, (docid, score) in enumerate(ranked, 1):
-                f.write(f"{qid} Q0 {_check_token('doc id', docid)} {rank} {float(score)!r} {tag}\n")
+                f.write(f"{qid} Q0 {_check_token('doc id', docid)} {rank} {float(score):.9g} {tag}\n")

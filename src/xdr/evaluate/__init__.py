@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from xdr.data.schema import Query
 from xdr.errors import XdrError
 from xdr.evaluate.measures import DEFAULT_MEASURES, per_query_measures, ranking_to_run
 from xdr.evaluate.report import Report
-from xdr.evaluate.rkt import DEFAULT_BUDGETS, recall_at_k_tokens, rkt_name, score_xor_submission
+from xdr.evaluate.rkt import (
+    DEFAULT_BUDGETS,
+    read_xor_submission,
+    recall_at_k_tokens,
+    rkt_name,
+    score_xor_submission,
+)
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "Comparison",
     "Report",
     "evaluate",
+    "evaluate_files",
     "paired_test",
     "recall_at_k_tokens",
     "score_xor_submission",
@@ -94,3 +102,52 @@ def _passage(passages: Mapping[str, str], qid: str, doc: str) -> str:
         return passages[doc]
     except KeyError:
         raise XdrError(f"query {qid!r} ranks document {doc!r}, which is not in the passage texts") from None
+
+
+def evaluate_files(
+    run_path: str | Path,
+    queries_path: str | Path,
+    *,
+    qrels_path: str | Path | None = None,
+    corpus_path: str | Path | None = None,
+    token_budgets: Sequence[int] = DEFAULT_BUDGETS,
+    measures: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Report:
+    """Evaluate the files a search wrote: a run directory, ``run.trec`` or an XOR-TyDi ``xor.json``.
+
+    Passage texts for R@kt come from ``corpus_path`` (streamed once, keeping only the run's ids) or, for
+    a run directory without a corpus, from its ``xor.json``. Without qrels only R@kt is computed; without
+    any passage text only the ir-measures metrics are.
+    """
+    from xdr.data import lookup_texts, read_passages, read_qrels, read_queries, read_run
+
+    run_path = Path(run_path)
+    trec = run_path / "run.trec" if run_path.is_dir() else run_path
+    xor = run_path / "xor.json" if run_path.is_dir() else run_path if run_path.suffix == ".json" else None
+    queries = list(read_queries(queries_path))
+    qrels = read_qrels(qrels_path) if qrels_path is not None else None
+    passages: dict[str, str] | None = None
+    if trec.suffix == ".json":  # an XOR submission alone: ranked texts, no doc ids
+        if qrels is not None:
+            raise XdrError(f"{trec}: an XOR-TyDi JSON run has no passage ids for qrels; evaluate run.trec")
+        preds = read_xor_submission(trec)
+        ranked = {p.id: [f"{p.id}#{i}" for i in range(len(p.ctxs))] for p in preds}
+        passages = {f"{p.id}#{i}": c for p in preds for i, c in enumerate(p.ctxs)}
+    else:
+        if not trec.exists():
+            raise XdrError(f"{run_path}: no run.trec here; give the directory `xdr search --out` wrote")
+        ranked = {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in read_run(trec).items()}
+        if corpus_path is not None:
+            needed = {d for docs in ranked.values() for d in docs}
+            passages = lookup_texts(read_passages(corpus_path), needed)
+        elif xor is not None and xor.exists():
+            by_id = {p.id: p.ctxs for p in read_xor_submission(xor)}
+            passages = {
+                d: t for q, docs in ranked.items() for d, t in zip(docs, by_id.get(q, ()), strict=False)
+            }
+    budgets = list(token_budgets) if passages is not None else []
+    return evaluate(
+        ranked, queries, qrels=qrels, passages=passages, measures=measures if qrels is not None else (),
+        token_budgets=budgets, name=name or run_path.name,
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from xdr.artifacts import write_json_atomic
+from xdr.artifacts import write_json_atomic, write_text_atomic
 from xdr.errors import MismatchError, XdrError
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
 
@@ -96,6 +96,13 @@ class Report:
     def to_json(self, path: str | Path) -> None:
         """Write the report atomically: a killed run never leaves a truncated report behind."""
         write_json_atomic(path, self.to_dict())
+
+    def write(self, out_dir: str | Path) -> Path:
+        """``report.json`` and ``report.md`` in ``out_dir``, each written atomically."""
+        out = Path(out_dir)
+        self.to_json(out / "report.json")
+        write_text_atomic(out / "report.md", self.to_markdown() + "\n")
+        return out
 
     @classmethod
     def from_json(cls, path: str | Path) -> Report:

@@ -1,0 +1,48 @@
+# Two commands do the whole set-up on a fresh machine: `make demo` and `make test`.
+# Both create the project-local virtual environment first. torch is installed before xdr because a bare
+# `torch` requirement resolves to a multi-GB CUDA build; override TORCH for a GPU machine, e.g.
+# `make demo TORCH=torch==2.13.0+cu126 PIP_EXTRA="--index-url https://download.pytorch.org/whl/cu126"`.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+SHARED ?= ../shared/data
+RUNS   ?= runs
+BIN     = $(VENV)/bin
+XDR     = $(BIN)/xdr
+
+.PHONY: setup demo test lint xquad-r bench-speed clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# The main job on the embedded defaults: build me5-small offline, index the demo corpus (English),
+# answer questions in seven languages, print ranked passages and the evaluation table.
+demo: setup
+	$(XDR) models build me5-small
+	$(XDR) encode examples/demo/corpus.jsonl --model me5-small --out $(RUNS)/demo/emb
+	$(XDR) index $(RUNS)/demo/emb --out $(RUNS)/demo/index
+	$(XDR) search $(RUNS)/demo/index examples/demo/queries.jsonl --corpus examples/demo/corpus.jsonl \
+		--k 10 --show 2 --out $(RUNS)/demo/run
+	$(XDR) evaluate $(RUNS)/demo/run --queries examples/demo/queries.jsonl --qrels examples/demo/qrels.txt \
+		--corpus examples/demo/corpus.jsonl --budgets 100,300 --out $(RUNS)/demo/eval
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+# XQuAD-R, X->English paragraph retrieval with me5-small (needs ../shared/data); the quality benchmark.
+xquad-r: setup
+	$(BIN)/python benchmarks/xquad_r.py --shared $(SHARED) --work $(RUNS)/xquad-r
+
+bench-speed: setup
+	$(BIN)/python benchmarks/bench_encode_speed.py --shared $(SHARED)
+	$(BIN)/python benchmarks/bench_search_overhead.py
+
+clean:
+	rm -rf $(RUNS) .pytest_cache .ruff_cache

