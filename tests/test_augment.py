@@ -1,0 +1,128 @@
+"""The augment stage: the paper's sum fusion, the mean variant, and streaming over shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xdr import augment as aug
+from xdr.config import ModelSpec
+from xdr.encode import load_embeddings, write_embeddings
+from xdr.errors import MismatchError, XdrError
+
+SPEC = ModelSpec(name="fake", path="fake", fingerprint="f1", normalize=False)
+
+
+def _stores(tmp_path, n_pass=7, dim=4, per_doc=None, shard_size=3):
+    """A passage store and a generated-query store in corpus order (docid::lang::k ids)."""
+    rng = np.random.default_rng(0)
+    pids = [f"d{i}" for i in range(n_pass)]
+    pvec = rng.normal(size=(n_pass, dim)).astype(np.float32)
+    per_doc = per_doc or {p: [("de", 0), ("de", 1), ("ja", 0)] for p in pids}
+    qids = [aug.generated_query_id(p, lang, k) for p in pids for lang, k in per_doc.get(p, [])]
+    qvec = rng.normal(size=(len(qids), dim)).astype(np.float32)
+    write_embeddings(pids, pvec, SPEC, tmp_path / "p", shard_size=shard_size, progress=False)
+    write_embeddings(qids, qvec, SPEC, tmp_path / "q", kind="query", shard_size=4, progress=False)
+    return pids, pvec, qids, qvec
+
+
+def _expected(pids, pvec, qids, qvec, alpha, mode, langs=None):
+    out = pvec.copy()
+    for i, p in enumerate(pids):
+        rows = [j for j, q in enumerate(qids) if aug.split_generated_id(q)[0] == p
+                and (langs is None or aug.split_generated_id(q)[1] in langs)]
+        if rows:
+            f = qvec[rows].sum(0) if mode == "sum" else qvec[rows].mean(0)
+            out[i] = (1 - alpha) * pvec[i] + alpha * f
+    return out
+
+
+def test_fuse_sum_is_the_papers_formula_and_mean_divides_by_the_count() -> None:
+    p = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    q = np.array([[1.0, 1.0], [3.0, 1.0]], np.float32)
+    owner = np.array([0, 0])
+    s = aug.fuse(p, owner, q, 0.1, "sum")
+    np.testing.assert_allclose(s[0], 0.9 * p[0] + 0.1 * np.array([4.0, 2.0]), rtol=1e-6)
+    m = aug.fuse(p, owner, q, 0.1, "mean")
+    np.testing.assert_allclose(m[0], 0.9 * p[0] + 0.1 * np.array([2.0, 1.0]), rtol=1e-6)
+    # passage 1 has no generated queries: it keeps E(p) unscaled in both forms
+    np.testing.assert_array_equal(s[1], p[1])
+    np.testing.assert_array_equal(m[1], p[1])
+    r = aug.fuse(p, owner, q, 0.1, "mean", renormalize=True)
+    np.testing.assert_allclose(np.linalg.norm(r, axis=1), 1.0, rtol=1e-6)
+
+
+def test_sum_fusion_lets_the_query_count_decide_and_mean_does_not() -> None:
+    """Why the mean variant exists: with unequal counts, sum scales passages by how many queries they kept."""
+    p = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)  # identical passages
+    q = np.tile(np.array([[1.0, 0.0]], np.float32), (6, 1))  # identical queries, 5 for d0 and 1 for d1
+    owner = np.array([0, 0, 0, 0, 0, 1])
+    query = np.array([1.0, 0.0], np.float32)
+    s = aug.fuse(p, owner, q, 0.1, "sum") @ query
+    m = aug.fuse(p, owner, q, 0.1, "mean") @ query
+    assert s[0] > s[1]
+    assert m[0] == pytest.approx(m[1])
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_augment_streams_shards_and_matches_the_formula(tmp_path, mode) -> None:
+    pids, pvec, qids, qvec = _stores(tmp_path)
+    out = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.3, mode=mode,
+                      chunk_size=2, progress=False)
+    ids, emb = load_embeddings(out)
+    assert ids == pids
+    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.3, mode), rtol=1e-5)
+
+
+def test_language_restriction_and_passages_without_queries(tmp_path) -> None:
+    per_doc = {"d0": [("de", 0), ("ja", 0)], "d2": [("ja", 0), ("ja", 1)], "d3": [("de", 0)]}
+    pids, pvec, qids, qvec = _stores(tmp_path, n_pass=5, per_doc=per_doc)
+    out = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.5, mode="mean",
+                      langs=["ja"], progress=False)
+    _, emb = load_embeddings(out)
+    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.5, "mean", {"ja"}), rtol=1e-5)
+    np.testing.assert_array_equal(emb[3], pvec[3])  # only a German query: untouched under --langs ja
+
+
+def test_queries_out_of_corpus_order_are_refused(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    write_embeddings(["d0", "d1"], rng.normal(size=(2, 3)), SPEC, tmp_path / "p", progress=False)
+    qids = [aug.generated_query_id("d1", "de", 0), aug.generated_query_id("d0", "de", 0)]
+    write_embeddings(qids, rng.normal(size=(2, 3)), SPEC, tmp_path / "q", kind="query", progress=False)
+    with pytest.raises(XdrError, match="corpus order"):
+        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
+
+
+def test_another_models_queries_are_refused(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    write_embeddings(["d0"], rng.normal(size=(1, 3)), SPEC, tmp_path / "p", progress=False)
+    other = SPEC.model_copy(update={"fingerprint": "f2"})
+    write_embeddings([aug.generated_query_id("d0", "de", 0)], rng.normal(size=(1, 3)), other, tmp_path / "q",
+                     kind="query", progress=False)
+    with pytest.raises(MismatchError, match="another model"):
+        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
+
+
+def test_resume_after_a_kill_keeps_finished_shards(tmp_path, monkeypatch) -> None:
+    pids, pvec, qids, qvec = _stores(tmp_path, n_pass=8, shard_size=3)
+    calls = {"n": 0}
+    real = aug.fuse
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(aug, "fuse", dying)
+    with pytest.raises(KeyboardInterrupt):
+        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.2, mode="mean", progress=False)
+    assert (tmp_path / "a" / "part-00000.npy").exists() and not (tmp_path / "a" / "part-00001.npy").exists()
+    calls["n"] = -100  # the rerun must not die, and must not fuse shard 0 again
+    aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.2, mode="mean", progress=False)
+    assert calls["n"] == -100 + 2  # shards 1 and 2 only
+    ids, emb = load_embeddings(tmp_path / "a")
+    assert ids == pids
+    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.2, "mean"), rtol=1e-5)
+    with pytest.raises(MismatchError):
+        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.3, mode="mean", progress=False)
