@@ -25,8 +25,14 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Model registry.\n\nExample: xdr models build me5-small", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets and converters.\n\nExample: xdr data list", no_args_is_help=True)
+generate_app = typer.Typer(
+    help="Query generation for passage augmentation (xQG).\n\n"
+    "Example: xdr generate run corpus.jsonl --langs ar,ja,te --n 5 --out runs/gen",
+    no_args_is_help=True,
+)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(generate_app, name="generate")
 
 out = Console()
 err = Console(stderr=True)
@@ -163,7 +169,7 @@ def encode(
     source: Annotated[Path, typer.Argument(help="corpus (or queries with --kind query)")],
     out_dir: Annotated[Path, typer.Option("--out", help="embedding directory (resumable)")],
     model: ModelOpt = "me5-small",
-    kind: Annotated[str, typer.Option(help="passage or query")] = "passage",
+    kind: Annotated[str, typer.Option(help="passage, query, or generated (a `xdr generate` dir)")] = "passage",
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
     shard_size: Annotated[int, typer.Option(help="rows per output shard")] = 100_000,
     batch_size: BatchOpt = 64,
@@ -177,6 +183,7 @@ def encode(
     dtype: DTypeOpt = None,
 ) -> None:
     """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
+    from xdr.augment import generated_as_queries
     from xdr.data import read_passages, read_queries
     from xdr.encode import encode_passages, encode_queries
     from xdr.models.encoder import Encoder
@@ -185,16 +192,121 @@ def encode(
         model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
         query_max_length=query_max_length, passage_max_length=passage_max_length, dtype=dtype,
     )
+    if kind == "generated" and query_max_length is None:
+        spec = spec.model_copy(update={"query_max_length": 32})  # xQG encodes generated queries at 32
     encoder = Encoder.load(spec, device=device)
+    options = {"shard_size": shard_size, "batch_size": batch_size, "source": source}
     if kind == "passage":
-        path = encode_passages(read_passages(source, format=fmt), encoder, out_dir,
-                               shard_size=shard_size, batch_size=batch_size, source=source)
+        path = encode_passages(read_passages(source, format=fmt), encoder, out_dir, **options)
     elif kind == "query":
-        path = encode_queries(read_queries(source, format=fmt), encoder, out_dir,
-                              shard_size=shard_size, batch_size=batch_size, source=source)
+        path = encode_queries(read_queries(source, format=fmt), encoder, out_dir, **options)
+    elif kind == "generated":
+        path = encode_queries(generated_as_queries(source), encoder, out_dir, **options)
     else:
-        raise XdrError(f"--kind must be passage or query, not {kind!r}")
+        raise XdrError(f"--kind must be passage, query or generated, not {kind!r}")
     out.print(f"embeddings: {path}")
+
+
+# -------------------------------------------------------------------------------------------- generate
+@generate_app.command(
+    "run",
+    epilog="Example (the paper's mT5): xdr generate run corpus.jsonl --langs ar,bn,fi,ja,ko,ru,te --out gen\n\n"
+    "Example (LLM server): xdr generate run corpus.jsonl --generator openai --model qwen2.5 "
+    "--base-url http://127.0.0.1:8080/v1 --langs de,es --out gen",
+)
+def generate_run(
+    corpus: Annotated[Path, typer.Argument(help="English passages")],
+    out_dir: Annotated[Path, typer.Option("--out", help="generated-query directory (resumable)")],
+    langs: Annotated[str, typer.Option(help="target languages")],
+    generator: Annotated[str, typer.Option(help="seq2seq (mT5), openai (chat endpoint), hf-llm")] = "seq2seq",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")] = None,
+    n: Annotated[int, typer.Option(help="queries per passage and language")] = 5,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 42,
+    shard_size: Annotated[int, typer.Option(help="passages per shard")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="passages per forward pass (local models)")] = 32,
+    base_url: Annotated[str, typer.Option(help="OpenAI-compatible endpoint")] = "http://127.0.0.1:8000/v1",
+    concurrency: Annotated[int, typer.Option(help="parallel requests (openai)")] = 8,
+    gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")] = None,
+    exemplars: Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")] = None,
+    no_filter: Annotated[bool, typer.Option("--no-filter", help="keep every parsed output")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Generate questions for every passage in each target language (xQG / SWIM-IR)."""
+    from xdr.data import read_passages
+    from xdr.generate import (
+        XQG_CHECKPOINT,
+        FilterSettings,
+        HFChatBackend,
+        LLMGenerator,
+        OpenAIChatBackend,
+        Seq2SeqGenerator,
+        generation_stats,
+        load_exemplars,
+        run_generation,
+        stats_markdown,
+    )
+    from xdr.langs import normalize_lang
+
+    if generator == "seq2seq":
+        gen = Seq2SeqGenerator(model or XQG_CHECKPOINT, device=device, batch_size=batch_size)
+    elif generator in ("openai", "hf-llm"):
+        if model is None:
+            raise XdrError(f"--generator {generator} needs --model (the served or local LLM)")
+        backend = (
+            OpenAIChatBackend(model, base_url, concurrency=concurrency) if generator == "openai"
+            else HFChatBackend(model, gguf_file=gguf_file, device=device, batch_size=batch_size)
+        )
+        gen = LLMGenerator(backend, exemplars=load_exemplars(exemplars) if exemplars else None)
+    else:
+        raise XdrError(f"--generator must be seq2seq, openai or hf-llm, not {generator!r}")
+    path = run_generation(
+        read_passages(corpus), gen, out_dir, langs=[normalize_lang(x) for x in langs.split(",") if x.strip()],
+        n=n, seed=seed, shard_size=shard_size, filters=None if no_filter else FilterSettings(),
+    )
+    out.print(stats_markdown(generation_stats(path)))
+    out.print(f"generated: {path}")
+
+
+@generate_app.command("ingest", epilog="Example: xdr generate ingest xqg-augmented.jsonl.gz --out runs/gen")
+def generate_ingest(
+    released: Annotated[Path, typer.Argument(help="ielab/xor-tydi-xqg-augmented JSONL (.gz)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="generated-query directory")],
+    langs: Annotated[str | None, typer.Option(help="keep only these languages")] = None,
+) -> None:
+    """Read the xQG paper's released generated queries instead of generating them."""
+    from xdr.generate import generation_stats, ingest_xqg, stats_markdown
+
+    path = ingest_xqg(released, out_dir, langs=langs.split(",") if langs else None)
+    out.print(stats_markdown(generation_stats(path)))
+
+
+@generate_app.command("stats", epilog="Example: xdr generate stats runs/gen")
+def generate_stats(gen_dir: Annotated[Path, typer.Argument(help="generated-query directory")]) -> None:
+    """Per-language counts, duplicate, copy and wrong-language rates, mean length."""
+    from xdr.generate import generation_stats, stats_markdown
+
+    out.print(stats_markdown(generation_stats(gen_dir)))
+
+
+@app.command(
+    epilog="Example: xdr encode runs/gen --kind generated --model me5-small --out runs/qemb && "
+    "xdr augment runs/emb runs/qemb --alpha 0.3 --mode mean --out runs/aug && xdr index runs/aug --out runs/idx"
+)
+def augment(
+    passages: Annotated[Path, typer.Argument(help="passage embeddings (`xdr encode`)")],
+    queries: Annotated[Path, typer.Argument(help="generated-query embeddings (`xdr encode --kind generated`)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="augmented embeddings, indexable by `xdr index`")],
+    alpha: Annotated[float, typer.Option(help="weight of the generated queries (paper: 0.01 with sum)")] = 0.01,
+    mode: Annotated[str, typer.Option(help="sum (the paper's code) or mean")] = "sum",
+    langs: Annotated[str | None, typer.Option(help="fold in only queries in these languages")] = None,
+    renormalize: Annotated[bool, typer.Option(help="L2-normalise the fused vectors")] = False,
+) -> None:
+    """Fold generated queries into passage embeddings offline, so query latency does not change."""
+    from xdr.augment import augment as run_augment
+
+    keep = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
+    path = run_augment(passages, queries, out_dir, alpha=alpha, mode=mode, langs=keep, renormalize=renormalize)
+    out.print(f"augmented embeddings: {path}")
 
 
 @app.command(epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64")
