@@ -135,3 +135,16 @@ def test_report_needs_a_language_for_every_query():
     with pytest.raises(XdrError, match="no language"):
         Report({"m": {"q": 1.0}}, {})
     assert math.isnan(Report({"m": {}}, {}).macro["m"])
+
+
+def test_comparison_table_shows_difference_and_both_holm_p_values():
+    langs = {f"q{i}": "de" if i < 10 else "ja" for i in range(20)}
+    base = Report({"R@1": {q: 0.0 for q in langs}}, langs, "none")
+    # de: every query improves by 100 (significant); ja: unchanged (p = 1)
+    system = Report({"R@1": {q: 100.0 if langs[q] == "de" else 0.0 for q in langs}}, langs, "mean a=0.3")
+    table = system.comparison_markdown(base)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "100.0 (+100.0; t <.001, W " in rows["de"]
+    assert "0.0 (+0.0; t 1.000, W 1.000)" in rows["ja"]
+    assert "50.0 (+50.0;" in rows["**avg**"]
+    assert "corrected over all 3 cells" in table

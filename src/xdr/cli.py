@@ -289,6 +289,43 @@ def generate_stats(gen_dir: Annotated[Path, typer.Argument(help="generated-query
 
 
 @app.command(
+    "train-generator",
+    epilog="Example: xdr train-generator --model google/mt5-base --train de:../shared/data/xquad-r/de.json "
+    "--train swim-ir.jsonl --max-steps 2000 --out runs/qgen",
+)
+def train_generator(
+    out_dir: Annotated[Path, typer.Option("--out", help="writes model/ (the trained generator) and meta.json")],
+    train: Annotated[list[str], typer.Option(help="[LANG:]PATH, repeatable; LANG for SQuAD/DPR files")],
+    model: Annotated[str, typer.Option("--model", "-m", help="seq2seq checkpoint to fine-tune")] = "google/mt5-base",
+    eval_fraction: Annotated[float, typer.Option(help="passages held out for eval loss")] = 0.0,
+    epochs: Annotated[float, typer.Option()] = 3.0,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    lr: Annotated[float, typer.Option()] = 1e-4,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    grad_accum: Annotated[int, typer.Option()] = 1,
+    seed: Annotated[int, typer.Option()] = 42,
+    save_steps: Annotated[int, typer.Option(help="checkpoint interval (resume point)")] = 500,
+    dtype: DTypeOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Fine-tune a seq2seq query generator on (passage, question, language) triples; resumes after a kill."""
+    from xdr.generate import Source
+    from xdr.generate import train_generator as run_training
+    from xdr.langs import LANGUAGES
+
+    def source(arg: str) -> Source:
+        lang, _, path = arg.partition(":")
+        return Source(path, None, lang) if path and lang in LANGUAGES else Source(arg)
+
+    path = run_training(
+        [source(t) for t in train], model, out_dir, epochs=epochs, max_steps=max_steps, lr=lr,
+        batch_size=batch_size, grad_accum=grad_accum, seed=seed, save_steps=save_steps,
+        eval_fraction=eval_fraction, dtype=dtype or "auto", device=device,
+    )
+    out.print(f"generator: {path}")
+
+
+@app.command(
     epilog="Example: xdr encode runs/gen --kind generated --model me5-small --out runs/qemb && "
     "xdr augment runs/emb runs/qemb --alpha 0.3 --mode mean --out runs/aug && xdr index runs/aug --out runs/idx"
 )

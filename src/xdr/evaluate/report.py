@@ -129,6 +129,37 @@ class Report:
                 ))
         return with_holm(comps)
 
+    def comparison_markdown(self, baseline: Report, *, digits: int = 1) -> str:
+        """Each cell: score, difference to ``baseline`` and the Holm-corrected p-values of both paired tests.
+
+        The table that experiments publish: the reader sees effect size and significance side by side,
+        not only a dagger.
+        """
+        comps = {(c.measure, c.group): c for c in self.compare(baseline)}
+        per_lang, macro = self.per_language, self.macro
+        lines = [
+            "| lang | " + " | ".join(self.measures) + " |",
+            "|---|" + "---:|" * len(self.measures),
+        ]
+        for group in (*self.languages, AVG):
+            cells = []
+            for m in self.measures:
+                value = macro[m] if group == AVG else per_lang[m].get(group, math.nan)
+                c = comps[(m, group)]
+                cells.append(
+                    f"{value:.{digits}f} ({c.mean_diff:+.{digits}f}; "
+                    f"t {_p(c.t_pvalue_holm)}, W {_p(c.wilcoxon_pvalue_holm)})"
+                )
+            label = f"**{AVG}**" if group == AVG else group
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(
+            f"Score (difference to {baseline.name}; Holm-corrected p of the paired t-test and the Wilcoxon "
+            f"signed-rank test over queries, corrected over all {len(comps)} cells). The avg row's score is the "
+            "macro average; its difference and tests pool all queries."
+        )
+        return "\n".join(lines) + "\n"
+
     def to_markdown(
         self,
         baseline: Report | None = None,
@@ -175,3 +206,7 @@ class Report:
             )
         return "\n".join(lines) + "\n"
 
+
+
+def _p(p: float) -> str:
+    return "–" if math.isnan(p) else "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0")
