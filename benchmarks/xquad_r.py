@@ -58,10 +58,10 @@ def main() -> int:
     seconds = time.perf_counter() - t0
 
     report = json.loads((work / "eval" / "report.json").read_text())
-    per_lang, macro = report["per_language"], report["macro"]
+    per_lang, macro = report["per_language"], report["macro"]  # measure -> lang -> value
     rows, ok = {}, True
     for lang, (r1, mrr) in [*SANITY.items(), ("avg", SANITY_AVG)]:
-        got = macro if lang == "avg" else per_lang[lang]
+        got = macro if lang == "avg" else {m: by_lang[lang] for m, by_lang in per_lang.items()}
         d1, dm = got["R@1"] - r1, got["RR@10"] - mrr
         lang_ok = abs(d1) <= a.tolerance and abs(dm) <= a.tolerance
         ok &= lang_ok

@@ -126,3 +126,24 @@ def test_resume_after_a_kill_keeps_finished_shards(tmp_path, monkeypatch) -> Non
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.2, "mean"), rtol=1e-5)
     with pytest.raises(MismatchError):
         aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.3, mode="mean", progress=False)
+
+
+def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_path) -> None:
+    """Augmenting from the generate artifact itself (no 1.9 TB query store) gives the same vectors."""
+    from test_encode import HashEncoder, corpus
+    from test_generate_run import FakeGenerator
+
+    from xdr.encode import encode_passages, encode_queries
+    from xdr.generate import run_generation
+
+    passages = corpus(9)
+    enc = HashEncoder()
+    encode_passages(passages, enc, tmp_path / "p", shard_size=4, progress=False)
+    run_generation(passages, FakeGenerator(), tmp_path / "gen", langs=["de", "ja"], n=3, filters=None)
+    encode_queries(aug.generated_as_queries(tmp_path / "gen"), enc, tmp_path / "q", progress=False)
+    stored = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", alpha=0.2, mode="mean", progress=False)
+    enc.calls.clear()
+    direct = aug.augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", alpha=0.2, mode="mean",
+                         encoder=enc, progress=False)
+    assert {kind for kind, _ in enc.calls} == {"query"} and len(enc.texts) == 9 * 2 * 3
+    np.testing.assert_allclose(load_embeddings(direct)[1], load_embeddings(stored)[1], rtol=1e-6)

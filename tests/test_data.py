@@ -433,6 +433,9 @@ def test_prepare_xquad_r(tmp_path: Path) -> None:
     assert sum(1 for _ in read_passages(corpus)) == 240
     assert collections.Counter(q.lang for q in read_queries(queries)) == {"de": 1190, "hi": 1190}
     assert len(read_qrels(qrels)) == 2 * 1190
+    assert all(p.title == "" for p in read_passages(corpus))  # the bare-paragraph pool of LAReQA
+    titled, _, _ = prepare("xquad-r", XQUAD, tmp_path / "t", langs=["de"], titles=True)
+    assert next(read_passages(titled)).title == "Super Bowl 50"
 
 
 # -------------------------------------------------------------------------------------------------- TREC

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,7 +33,16 @@ from xdr.artifacts import (
 )
 from xdr.config import ModelSpec
 from xdr.data.schema import Query
-from xdr.encode import IDS_SUFFIX, VECTORS_SUFFIX, iter_shards, open_ids, read_ids, row_progress, write_ids
+from xdr.encode import (
+    IDS_SUFFIX,
+    VECTORS_SUFFIX,
+    TextEncoder,
+    iter_shards,
+    open_ids,
+    read_ids,
+    row_progress,
+    write_ids,
+)
 from xdr.errors import MismatchError, XdrError
 
 Fusion = Literal["sum", "mean"]
@@ -79,31 +88,53 @@ def fuse(
     return out
 
 
-class _QueryCursor:
-    """Reads a query store row by row in order, handing out each passage's contiguous run of rows."""
+Block = tuple[list[str], "np.ndarray | list[str]"]  # row ids and either their vectors or their texts
 
-    def __init__(self, query_dir: Path) -> None:
-        self._shards = iter_shards(query_dir)
+
+def _generated_blocks(generated_dir: Path, size: int = 65536) -> Iterator[Block]:
+    """Kept generated queries as (ids, texts) blocks, in corpus order, for encoding on the fly."""
+    ids: list[str] = []
+    texts: list[str] = []
+    for q in generated_as_queries(generated_dir):
+        ids.append(q.id)
+        texts.append(q.text)
+        if len(ids) == size:
+            yield ids, texts
+            ids, texts = [], []
+    if ids:
+        yield ids, texts
+
+
+class _QueryCursor:
+    """Reads query rows in order, handing out each passage's contiguous run of rows.
+
+    Rows come as vectors (a query embedding store) or as texts (a generate artifact); texts are encoded
+    only for the passages that are fused, so a resumed run does not encode the finished shards' queries.
+    """
+
+    def __init__(self, blocks: Iterator[Block], encoder: TextEncoder | None = None) -> None:
+        self._blocks, self._encoder = blocks, encoder
         self._ids: list[str] = []
-        self._emb = np.empty((0, 0), np.float32)
+        self._rows: np.ndarray | list[str] = []
         self._docs: list[str] = []
         self._i = 0
 
     def _fill(self) -> bool:
         while self._i >= len(self._ids):
-            nxt = next(self._shards, None)
+            nxt = next(self._blocks, None)
             if nxt is None:
                 return False
-            self._ids, self._emb = nxt
+            self._ids, self._rows = nxt
             self._docs = [split_generated_id(q)[0] for q in self._ids]
             self._i = 0
         return True
 
-    def take(self, docids: Sequence[str]) -> tuple[list[int], list[str], np.ndarray]:
-        """Rows for ``docids`` (in that order): (owner position, lang, vectors)."""
+    def take(self, docids: Sequence[str], vectors: bool = True) -> tuple[list[int], list[str], np.ndarray]:
+        """Rows for ``docids`` (in that order): (owner position, lang, vectors if asked for)."""
         owner: list[int] = []
         langs: list[str] = []
         parts: list[np.ndarray] = []
+        texts: list[str] = []
         for pos, doc in enumerate(docids):
             while self._fill() and self._docs[self._i] == doc:
                 j = self._i
@@ -111,10 +142,15 @@ class _QueryCursor:
                     j += 1
                 owner.extend([pos] * (j - self._i))
                 langs.extend(split_generated_id(q)[1] for q in self._ids[self._i:j])
-                parts.append(self._emb[self._i:j])
+                rows = self._rows[self._i:j]
+                (texts.extend if isinstance(rows, list) else parts.append)(rows)
                 self._i = j
-        vecs = np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
-        return owner, langs, vecs
+        if not vectors or not owner:
+            return owner, langs, np.empty((0, 0), np.float32)
+        if texts:
+            assert self._encoder is not None
+            return owner, langs, self._encoder.encode(texts, "query", batch_size=256)
+        return owner, langs, np.concatenate(parts)
 
     def leftover(self) -> str | None:
         """The id of the first row no passage claimed: generated queries out of corpus order."""
@@ -126,40 +162,54 @@ def augment(
     query_dir: str | Path,
     out_dir: str | Path,
     *,
+    encoder: TextEncoder | None = None,
+    device: str | None = None,
     alpha: float = 0.01,
     mode: Fusion = "sum",
     langs: Iterable[str] | None = None,
     renormalize: bool = False,
-    chunk_size: int = 8192,
+    chunk_size: int = 2048,
     progress: bool = True,
 ) -> Path:
-    """Write an augmented embedding store from a passage store and a store of encoded generated queries.
+    """Write an augmented embedding store from a passage store and the generated queries.
 
-    ``langs`` keeps only queries generated in those languages. The query store must come from the same
-    model as the passages (encoded as queries); mixing vector spaces is refused.
+    ``query_dir`` is either a store of generated queries encoded as queries (`xdr encode --kind
+    generated`, worth it for alpha sweeps) or the generate artifact itself, whose queries are then
+    encoded on the fly and never stored (630M queries x 768 floats would be 1.9 TB): by ``encoder``, or
+    by the passages' model (on ``device``) as a query encoder with query max length 32, as in xQG. ``langs`` keeps only
+    queries generated in those languages. Mixing vector spaces is refused.
     """
     pdir, qdir, out = Path(passage_dir), Path(query_dir), Path(out_dir)
     if not 0.0 <= alpha <= 1.0:
         raise XdrError(f"alpha must be in [0, 1], got {alpha}")
     pmeta, qmeta = require_done(pdir), require_done(qdir)
-    pspec, qspec = ModelSpec(**pmeta["params"]["model"]), ModelSpec(**qmeta["params"]["model"])
-    qspec.check_same_space(pspec, f"the generated-query embeddings {qdir}")
-    if qmeta["params"]["kind"] != "query":
-        raise XdrError(f"{qdir}: holds {qmeta['params']['kind']} embeddings; generated queries must be "
-                       "encoded as queries (`xdr encode GENERATED --kind generated`)")
+    pspec = ModelSpec(**pmeta["params"]["model"])
+    if qmeta.get("stage") == "generate":
+        if encoder is None:
+            from xdr.models.encoder import Encoder
+
+            encoder = Encoder.load(pspec.model_copy(update={"query_max_length": 32}), device=device)
+        encoder.spec.check_same_space(pspec, "the query encoder")
+        cursor = _QueryCursor(_generated_blocks(qdir), encoder)
+        query_source: Any = {"generated": str(qdir.resolve()), "query_max_length": encoder.spec.query_max_length}
+    else:
+        ModelSpec(**qmeta["params"]["model"]).check_same_space(pspec, f"the generated-query embeddings {qdir}")
+        if qmeta["params"]["kind"] != "query":
+            raise XdrError(f"{qdir}: holds {qmeta['params']['kind']} embeddings; generated queries must be "
+                           "encoded as queries (`xdr encode GENERATED --kind generated`)")
+        cursor = _QueryCursor(iter_shards(qdir))
+        query_source = {"embeddings": str(qdir.resolve()), "source": qmeta["params"].get("source")}
     keep = None if langs is None else sorted(set(langs))
     params = {
         "model": pmeta["params"]["model"], "kind": "passage", "dim": pmeta["params"]["dim"],
         "dtype": "float32", "normalized": renormalize or (pspec.normalize and alpha == 0.0),
         "shard_size": pmeta["params"]["shard_size"],
-        "source": {"passages": str(pdir.resolve()), "queries": str(qdir.resolve()),
-                   "query_source": qmeta["params"].get("source")},
+        "source": {"passages": str(pdir.resolve()), "queries": query_source},
         "alpha": alpha, "mode": mode, "langs": keep, "renormalize": renormalize,
     }
     start_artifact(out, "augment", params)
     if is_done(out):
         return out
-    cursor = _QueryCursor(qdir)
     rows = fused_rows = n_shards = 0
     with row_progress(progress) as bar:
         task = bar.add_task("augment", total=pmeta.get("rows"))
@@ -167,7 +217,7 @@ def augment(
             done = (out / shard_name(i, VECTORS_SUFFIX)).exists()
             chunks = []
             for lo in range(0, len(ids), chunk_size):
-                owner, qlangs, qvecs = cursor.take(ids[lo:lo + chunk_size])
+                owner, qlangs, qvecs = cursor.take(ids[lo:lo + chunk_size], vectors=not done)
                 mask = np.ones(len(owner), bool) if keep is None else np.isin(qlangs, keep)
                 own = np.asarray(owner, np.int64)[mask]
                 fused_rows += len(np.unique(own))

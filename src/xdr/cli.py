@@ -136,11 +136,13 @@ def data_prepare(
     from_path: Annotated[Path, typer.Option("--from", help="the dataset's directory")],
     out_dir: Annotated[Path, typer.Option("--out", help="writes corpus.parquet, queries.parquet, qrels.txt")],
     langs: Annotated[str, typer.Option(help="query languages")] = "de,el,es,hi,tr,vi",
+    titles: Annotated[bool, typer.Option(help="keep article titles in the passage pool")] = False,
 ) -> None:
     """Turn a benchmark into xdr's corpus / queries / qrels files."""
     from xdr.data.prepare import prepare
 
-    for path in prepare(name, from_path, out_dir, langs=[x.strip() for x in langs.split(",") if x.strip()]):
+    langs_ = [x.strip() for x in langs.split(",") if x.strip()]
+    for path in prepare(name, from_path, out_dir, langs=langs_, titles=titles):
         out.print(str(path))
 
 
@@ -326,23 +328,27 @@ def train_generator(
 
 
 @app.command(
-    epilog="Example: xdr encode runs/gen --kind generated --model me5-small --out runs/qemb && "
-    "xdr augment runs/emb runs/qemb --alpha 0.3 --mode mean --out runs/aug && xdr index runs/aug --out runs/idx"
+    epilog="Example: xdr augment runs/emb runs/gen --alpha 0.01 --mode sum --out runs/aug && "
+    "xdr index runs/aug --out runs/idx"
 )
 def augment(
     passages: Annotated[Path, typer.Argument(help="passage embeddings (`xdr encode`)")],
-    queries: Annotated[Path, typer.Argument(help="generated-query embeddings (`xdr encode --kind generated`)")],
+    queries: Annotated[Path, typer.Argument(help="a `xdr generate` dir (encoded on the fly) or its embeddings")],
     out_dir: Annotated[Path, typer.Option("--out", help="augmented embeddings, indexable by `xdr index`")],
     alpha: Annotated[float, typer.Option(help="weight of the generated queries (paper: 0.01 with sum)")] = 0.01,
     mode: Annotated[str, typer.Option(help="sum (the paper's code) or mean")] = "sum",
     langs: Annotated[str | None, typer.Option(help="fold in only queries in these languages")] = None,
     renormalize: Annotated[bool, typer.Option(help="L2-normalise the fused vectors")] = False,
+    device: DeviceOpt = None,
 ) -> None:
     """Fold generated queries into passage embeddings offline, so query latency does not change."""
     from xdr.augment import augment as run_augment
 
     keep = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
-    path = run_augment(passages, queries, out_dir, alpha=alpha, mode=mode, langs=keep, renormalize=renormalize)
+    path = run_augment(
+        passages, queries, out_dir, alpha=alpha, mode=mode, langs=keep, renormalize=renormalize,
+        device=device,
+    )
     out.print(f"augmented embeddings: {path}")
 
 
@@ -433,6 +439,29 @@ def evaluate(
     report.write(out_dir)
     out.print(report.to_markdown())
     out.print(f"\nreport: {out_dir / 'report.json'}")
+
+
+@app.command(
+    epilog="Example: xdr reproduce configs/xqg-mbert-xor.yaml --dry-run\n\n"
+    "Example: xdr reproduce configs/xqg-mbert-xor.yaml --check --var work=/scratch/xqg"
+)
+def reproduce(
+    recipe: Annotated[Path, typer.Argument(help="a recipe in configs/")],
+    check: Annotated[bool, typer.Option("--check", help="compare finished reports with the expected scores")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the commands only")] = False,
+    var: Annotated[list[str] | None, typer.Option(help="NAME=VALUE overriding a recipe var, repeatable")] = None,
+) -> None:
+    """Run a paper's reproduction recipe, or check a finished one against the published figures."""
+    from xdr import reproduce as rp
+
+    overrides = dict(v.split("=", 1) for v in var or [] if "=" in v)
+    if check:
+        rows, ok = rp.check(recipe, overrides)
+        out.print(rp.check_markdown(rows, rp.load_recipe(recipe).tolerance))
+        if not ok:
+            raise typer.Exit(1)
+    else:
+        rp.run(rp.load_recipe(recipe), overrides, dry_run=dry_run)
 
 
 def main() -> None:
