@@ -395,7 +395,7 @@ def search(
     else:
         spec = _spec(model, **overrides)
     qs = list(read_queries(queries))
-    run = run_search(idx, qs, Encoder.load(spec, device=device), k=k, batch_size=batch_size)
+    run = run_search(idx, qs, Encoder.load(spec, device=device), k=k, batch_size=batch_size, progress=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trec(run, out_dir / "run.trec")
     out.print(f"run: {out_dir / 'run.trec'}")

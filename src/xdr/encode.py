@@ -82,7 +82,8 @@ class _RateColumn(ProgressColumn):
     """Rows per second: the throughput figure that decides how long an 18M-row corpus takes."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:,.0f} rows/s", style="progress.data.speed")
+        speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else 0.0)
+        return Text(f"{speed:,.0f} rows/s", style="progress.data.speed")
 
 
 def row_progress(enabled: bool) -> Progress:
