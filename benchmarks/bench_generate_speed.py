@@ -1,0 +1,660 @@
+"""Query-generation throughput of the xQG mT5 generator (issue #3): HF ``generate`` against faster set-ups.
+
+The xQG augmentation samples 5 questions for each of 18M passages in 7 languages: 630M generations. On an
+H100, HF ``generate`` reached about 7.6 queries/s one passage at a time and about 1,165 queries/s with
+256 passages a batch (~150 h); the target is >= 7,300 queries/s on one H100. This script measures, in one
+run and on the same inputs, every candidate against the batched HF baseline (``hf_b256``):
+
+  loop        HF ``generate`` one passage at a time (a few passages; the rate is extrapolated)
+  hf          HF ``generate``, 256 passages a batch (the baseline), then 512, 1024, 2048 (stops on OOM)
+  hf_static   HF ``generate`` with ``cache_implementation="static"``: transformers 5.x builds an
+              EncoderDecoderCache of two StaticCaches for mT5 and compiles the forward pass itself
+              (torch.compile, mode "reduce-overhead" = CUDA graphs) once the cache is static. On CPU that
+              auto-compile is off, so the smoke run forces it (CompileConfig mode "default") to prove the path
+  xdr_seeded  HF ``generate`` plus xdr's per-row SeededSampler, i.e. what ``Seq2SeqGenerator`` runs today
+              (needs ``import xdr``: run with PYTHONPATH=src)
+  ct2         CTranslate2 (``pip install ctranslate2``): the model converted from a saved HF directory,
+              ``translate_batch(sampling_topk=10, num_hypotheses=5, min/max_decoding_length=32)``
+  custom      a hand-written decode loop on the HF model's own weights: encoder and cross-attention K/V once
+              per passage (shared by its 5 samples instead of copied 5 times), a static self-attention
+              cache, top-k over the bf16 logits, then inverse-CDF sampling over the k survivors with one
+              uniform per row and step (SeededSampler's scheme, so it can keep xdr's per-row seeds); the
+              decoder step is torch.compile'd (CUDA graphs on GPU). It is checked against xdr_seeded on
+              the same uniforms (``agreement_with_xdr_seeded``, the share of identical sequences: near 1
+              in float32, where only a draw on a CDF boundary can flip; lower in bf16)
+
+Workload (the same for every system): a random-weight mT5 built from its config (no download, nothing
+saved in the repo), inputs of exactly 128 random token ids (127 + EOS, no padding), top-k 10 sampling,
+5 samples per passage, and exactly 32 new tokens per sample: EOS is masked until 32 tokens exist (HF
+``min_new_tokens=max_new_tokens=32``, CTranslate2 ``min_decoding_length=max_decoding_length=32``, the custom
+loop masks EOS at every step), so a random model never stops early and every system does the same work;
+each result records the token count it checked. bf16 on GPU (mT5 overflows in fp16), float32 on CPU.
+queries/s = passages x 5 / seconds, timed after one warm-up batch (which also pays for any compile), with
+``torch.cuda.synchronize()`` around every timing.
+
+FLOPs per passage (useful work, no padding; L = 128 input tokens, T = 32 new tokens, n = 5 samples,
+d = d_model, i = heads x d_kv, f = d_ff, V = vocabulary, weights only, norms and sampling not counted):
+    encoder      2 * N_enc * L + 4 * layers_enc * i * L^2,    N_enc = layers_enc * (4*d*i + 3*d*f)
+    cross K/V    2 * layers_dec * 2*d*i * L                   (once per passage: it depends on the input only)
+    decoder      n * sum_{t=1..T} [2 * N_tok + 4 * layers_dec * i * (t + L)],
+                 N_tok = layers_dec * (4*d*i + 2*d*i + 3*d*f) + d*V   (self-attention, cross q/o, gated FFN,
+                 LM head); the second term is the self- (t keys) and cross-attention (L keys) products.
+MFU = FLOPs per passage x passages/s / peak, peak = 989 TFLOP/s (H100 SXM dense bf16; --peak-tflops).
+For mT5-base that is about 120 GFLOP per passage (24 per query): 100% MFU would be ~41,000 queries/s.
+
+CPU smoke run (tiny model, all systems, small batches; writes benchmarks/results/generate_speed_cpu_tiny.json):
+    .venv/bin/python benchmarks/bench_generate_speed.py --device cpu --size tiny --repeats 3
+
+GPU run on the lent H100. It has no network; its python3 (3.12) holds torch, transformers, numpy and pyyaml
+but not ctranslate2 nor xdr's pydantic and py3langid (for xdr_seeded). Fetch their wheels here, into the
+git-ignored .cache/wheels (~48 MB, under the 64 MiB that travels), and name it in the run's ``carry``:
+    .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .cache/wheels \
+        ctranslate2==4.8.5 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection py3langid==0.4.0
+Then, there (one call, all systems, ~10 minutes at most; the JSON is rewritten after every system):
+    python3 -m pip install -q --no-index --no-deps .cache/wheels/*.whl && \
+    PYTHONPATH=src python3 benchmarks/bench_generate_speed.py --device cuda --size base \
+        --out $OUT/generate_speed_cuda_base.json
+CTranslate2's PyPI wheels load ``libcublas.so.12`` (CUDA 12) at the first matrix product; the lent machines
+ship CUDA 13. Without it the ct2 rows record "Library libcublas.so.12 is not found". An untested way round,
+to put before the python3 command (its LD_LIBRARY_PATH is recorded in the ct2 rows):
+    ldconfig -p | grep -q libcublas.so.12 || { mkdir -p /tmp/cu12; for l in libcublas libcublasLt; do
+      f=$(find / -xdev -name "$l.so.13*" -type f 2>/dev/null | head -1); [ -n "$f" ] && ln -sf "$f" /tmp/cu12/$l.so.12;
+      done; export LD_LIBRARY_PATH=/tmp/cu12:$LD_LIBRARY_PATH; }
+Should a call run out of time, split it on the same warm machine, keeping the baseline in each:
+``--systems loop,hf,custom,xdr_seeded,ct2`` then ``--systems hf,hf_static`` (with another ``--out``).
+The CTranslate2 T5 converter scales the decoder output when ``config.tie_word_embeddings`` is set, which
+transformers 5 always sets for mT5: the converted model's logits are then ~28 times flatter than HF's.
+That changes no cost, so the speed figures stand; xdr.generate.ct2 converts with the right scaling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from machine import machine_info
+from torch.nn import functional as F
+from transformers import CompileConfig, MT5Config, MT5ForConditionalGeneration, PreTrainedTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+CPU_STATUS = (
+    "CPU smoke run of a tiny model: it proves every system runs and checks its token counts; its rates are"
+    " not a speed comparison (tiny matrices, Python overhead, other jobs on the machine: see the load"
+    " averages). GPU figures pending: run with --device cuda on an H100"
+)
+# The order they run in: the likeliest fastest early, the slowest to compile (two compiles) last.
+SYSTEMS = ("loop", "hf", "custom", "xdr_seeded", "ct2", "hf_static")
+INPUT_TOKENS, NEW_TOKENS, SAMPLES, TOP_K = 128, 32, 5, 10
+PAD, EOS, UNK = 0, 1, 2  # mT5's ids; the decoder starts from PAD
+H100_BF16_TFLOPS = 989.0
+GENERATIONS = 18_000_000 * 7 * 5  # passages x languages x samples: the xQG augmentation of issue #3
+AGREEMENT_PASSAGES = 64
+REFERENCE_H100 = {"loop_queries_per_s": 7.6, "hf_b256_queries_per_s": 1165.0, "target_queries_per_s": 7300.0}
+SIZES = {
+    # mT5-base as released (MT5Config's own defaults are mT5-small's, and it ties the LM head by default).
+    "base": dict(
+        vocab_size=250_112,
+        d_model=768,
+        d_kv=64,
+        d_ff=2048,
+        num_layers=12,
+        num_decoder_layers=12,
+        num_heads=12,
+    ),
+    "tiny": dict(vocab_size=4096, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4),
+}
+
+
+def build_model(size: str, device: torch.device, dtype: torch.dtype) -> MT5ForConditionalGeneration:
+    """A random-weight mT5 built on ``device``: speed does not depend on the weights, so nothing downloads.
+
+    transformers 5 builds every MT5 with its LM head tied to the input embedding (MT5Config overrides
+    ``tie_word_embeddings``); released mT5 checkpoints carry their own LM head, so it is untied here to hold
+    the same parameters in memory (the FLOPs are the same either way).
+    """
+    config = MT5Config(
+        **SIZES[size], feed_forward_proj="gated-gelu", pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = MT5ForConditionalGeneration(config)
+        model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * config.d_model**-0.5)
+    return model.to(dtype).eval()
+
+
+def random_inputs(passages: int, vocab: int) -> torch.Tensor:
+    """``passages`` x 128 token ids: 127 random non-special tokens, then EOS as the tokenizer ends them."""
+    ids = torch.randint(3, vocab, (passages, INPUT_TOKENS), generator=torch.Generator().manual_seed(1))
+    ids[:, -1] = EOS
+    return ids
+
+
+def flops_per_passage(config: MT5Config) -> dict[str, float]:
+    """The useful FLOPs of one passage, by the formula in the module docstring."""
+    d, i, f, v = config.d_model, config.num_heads * config.d_kv, config.d_ff, config.vocab_size
+    le, ld, length = config.num_layers, config.num_decoder_layers, INPUT_TOKENS
+    encoder = 2 * le * (4 * d * i + 3 * d * f) * length + 4 * le * i * length**2
+    cross_kv = 2 * ld * 2 * d * i * length
+    n_tok = ld * (6 * d * i + 3 * d * f) + d * v
+    decoder = SAMPLES * sum(2 * n_tok + 4 * ld * i * (t + length) for t in range(1, NEW_TOKENS + 1))
+    return {
+        "encoder": encoder,
+        "cross_kv": cross_kv,
+        "decoder": decoder,
+        "total": encoder + cross_kv + decoder,
+    }
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def hf_kwargs() -> dict[str, Any]:
+    """Top-k 10, 5 samples, exactly 32 new tokens: EOS stays masked until ``min_new_tokens`` is reached."""
+    return dict(
+        do_sample=True,
+        top_k=TOP_K,
+        top_p=1.0,
+        temperature=1.0,
+        num_return_sequences=SAMPLES,
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+    )
+
+
+class CustomLoop:
+    """The hand-written decode loop of the ``custom`` system for ``batch`` passages at a time.
+
+    Every tensor the compiled step reads or writes lives at a fixed address (``mark_static_address``), so
+    CUDA graphs can replay the step without copying the caches in. Attention follows mT5: no 1/sqrt(d)
+    scaling, the decoder's relative position bias from layer 0 shared by all layers, none on cross-attention.
+    """
+
+    def __init__(self, model: MT5ForConditionalGeneration, batch: int, compile_mode: str | None) -> None:
+        cfg, dev, dtype = model.config, model.device, model.dtype
+        self.model, self.batch, self.rows = model, batch, batch * SAMPLES
+        self.blocks = list(model.decoder.block)
+        heads, dk = cfg.num_heads, cfg.d_kv
+        self_shape = (len(self.blocks), self.rows, heads, NEW_TOKENS, dk)
+        cross_shape = (len(self.blocks), batch, heads, INPUT_TOKENS, dk)
+        self.k_self = torch.zeros(self_shape, device=dev, dtype=dtype)
+        self.v_self = torch.zeros(self_shape, device=dev, dtype=dtype)
+        self.k_cross = torch.zeros(cross_shape, device=dev, dtype=dtype)
+        self.v_cross = torch.zeros(cross_shape, device=dev, dtype=dtype)
+        self.uniforms = torch.zeros((self.rows, NEW_TOKENS), device=dev, dtype=torch.float64)
+        attention = self.blocks[0].layer[0].SelfAttention
+        with torch.no_grad():
+            bias = attention.compute_bias(NEW_TOKENS, NEW_TOKENS)[0]  # heads x query position x key position
+        future = torch.ones(NEW_TOKENS, NEW_TOKENS, dtype=torch.bool, device=dev).triu(1)
+        self.bias = bias.masked_fill(future, float("-inf")).to(dtype).unsqueeze(0).contiguous()
+        for t in (self.k_self, self.v_self, self.k_cross, self.v_cross, self.uniforms, self.bias):
+            torch._dynamo.mark_static_address(t)
+        self.positions = [torch.tensor([t], device=dev) for t in range(NEW_TOKENS)]
+        self.step = torch.compile(self._step, mode=compile_mode, fullgraph=True) if compile_mode else self._step
+
+    @torch.no_grad()
+    def _prefill(self, input_ids: torch.Tensor) -> None:
+        """Encode once per passage and project every layer's cross-attention keys and values once."""
+        hidden = self.model.encoder(input_ids=input_ids).last_hidden_state
+        shape = (self.batch, INPUT_TOKENS, -1, self.k_cross.shape[-1])
+        for layer, block in enumerate(self.blocks):
+            attention = block.layer[1].EncDecAttention
+            self.k_cross[layer].copy_(attention.k(hidden).view(shape).transpose(1, 2))
+            self.v_cross[layer].copy_(attention.v(hidden).view(shape).transpose(1, 2))
+
+    def _step(self, tokens: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One decoder step for all rows: the next token of each, drawn with that row's uniform for the step."""
+        rows, batch = self.rows, self.batch
+        x = self.model.decoder.embed_tokens(tokens)[:, None, :]  # rows x 1 x d
+        bias = self.bias.index_select(2, position)  # 1 x heads x 1 x T
+        for layer, block in enumerate(self.blocks):
+            sa = block.layer[0]
+            h = sa.layer_norm(x)
+            att = sa.SelfAttention
+            q, k, v = (proj(h).view(rows, 1, att.n_heads, -1).transpose(1, 2) for proj in (att.q, att.k, att.v))
+            self.k_self[layer].index_copy_(2, position, k)
+            self.v_self[layer].index_copy_(2, position, v)
+            out = F.scaled_dot_product_attention(q, self.k_self[layer], self.v_self[layer], attn_mask=bias, scale=1.0)
+            x = x + att.o(out.transpose(1, 2).reshape(rows, 1, -1))
+            ca = block.layer[1]
+            att = ca.EncDecAttention
+            # The n samples of a passage are its n "query positions" against the passage's one set of keys.
+            q = att.q(ca.layer_norm(x)).view(batch, SAMPLES, att.n_heads, -1).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, self.k_cross[layer], self.v_cross[layer], scale=1.0)
+            x = x + att.o(out.transpose(1, 2).reshape(rows, 1, -1))
+            x = block.layer[2](x)
+        logits = self.model.lm_head(self.model.decoder.final_layer_norm(x))[:, 0, :]
+        logits[:, EOS] = float("-inf")
+        values, indices = logits.topk(TOP_K, dim=-1)
+        cdf = torch.softmax(values.double(), dim=-1).cumsum(-1)
+        u = self.uniforms.index_select(1, position) * cdf[:, -1:]
+        choice = torch.searchsorted(cdf, u).clamp_(max=TOP_K - 1)
+        return indices.gather(1, choice)[:, 0]
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """``batch`` x 5 rows of 32 new tokens; ``uniforms`` is rows x 32 in [0, 1), one per row and step."""
+        self._prefill(input_ids)
+        self.uniforms.copy_(uniforms)
+        tokens = torch.full((self.rows,), PAD, device=input_ids.device, dtype=torch.long)
+        out = torch.empty((self.rows, NEW_TOKENS), device=input_ids.device, dtype=torch.long)
+        for t, position in enumerate(self.positions):
+            tokens = self.step(tokens, position)
+            out[:, t] = tokens  # copied at once: a CUDA-graph replay overwrites its last output
+        return out
+
+
+class Bench:
+    """Runs the systems on one model and one input set and keeps their results for the JSON record."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device(args.device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.model = build_model(args.size, self.device, self.dtype)
+        self.inputs = random_inputs(max(args.passages, max(self.all_batches())), self.model.config.vocab_size)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.tmp = tempfile.TemporaryDirectory(prefix="xdr-genbench-")
+
+    def all_batches(self) -> list[int]:
+        a = self.args
+        return [*a.hf_batches, *a.static_batches, *a.ct2_batches, *a.custom_batches]
+
+    def batches(self, batch: int) -> list[torch.Tensor]:
+        """The timed inputs: ``passages // batch`` full batches (at least one), so shapes never change."""
+        count = max(1, self.args.passages // batch)
+        return [self.inputs[j * batch : (j + 1) * batch] for j in range(count)]
+
+    def measure(
+        self,
+        name: str,
+        batch: int,
+        run: Callable[[Any], int],
+        *,
+        note: str = "",
+        batches: list[torch.Tensor] | None = None,
+        prepare: Callable[[torch.Tensor], Any] | None = None,
+    ) -> bool:
+        """Warm up on one batch, then time all ``batches`` ``--repeats`` times; False once memory runs out.
+
+        ``prepare`` turns a batch of ids into the system's input outside the timing (default: moves it to the
+        device); ``run`` generates for one prepared batch and returns the new-token count per sample it saw.
+        """
+        batches = batches if batches is not None else self.batches(batch)
+        prepare = prepare or (lambda ids: ids.to(self.device))
+        record: dict[str, Any] = {"batch_passages": batch, "note": note}
+        self.results[name] = record
+        try:
+            inputs = [prepare(b) for b in batches]
+            sync(self.device)
+            start = time.perf_counter()
+            run(inputs[0])
+            sync(self.device)
+            record["warmup_s"] = round(time.perf_counter() - start, 3)
+            seconds, tokens = [], set()
+            for _ in range(self.args.repeats):
+                sync(self.device)
+                start = time.perf_counter()
+                tokens |= {run(x) for x in inputs}
+                sync(self.device)
+                seconds.append(time.perf_counter() - start)
+        except Exception as error:  # one system failing must not cost the other measurements
+            record.update(status="oom" if is_oom(error) else "error", error=f"{type(error).__name__}: {error}"[:500])
+            print(f"{name:18s} {record['status']}: {record['error']}", flush=True)
+            free_memory(self.device)
+            return record["status"] != "oom"
+        passages = sum(len(b) for b in batches)
+        median = statistics.median(seconds)
+        record.update(
+            status="ok",
+            passages=passages,
+            queries=passages * SAMPLES,
+            new_tokens_per_sample=sorted(tokens),
+            seconds=[round(s, 4) for s in seconds],
+            queries_per_s=round(passages * SAMPLES / median, 2),
+        )
+        if self.device.type == "cuda":
+            record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            torch.cuda.reset_peak_memory_stats()
+        print(
+            f"{name:18s} {record['queries_per_s']:10.1f} queries/s  (warm-up {record['warmup_s']} s)",
+            flush=True,
+        )
+        free_memory(self.device)
+        return True
+
+    def hf_generate(self, ids: torch.Tensor, **extra: Any) -> int:
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **hf_kwargs(), **extra)
+        assert out.shape[0] == ids.shape[0] * SAMPLES, out.shape
+        return out.shape[1] - 1  # the decoder-start token is not generated
+
+    def run_loop(self) -> None:
+        n = self.args.loop_passages
+        self.measure(
+            "loop",
+            1,
+            self.hf_generate,
+            batches=list(self.inputs[:n].split(1)),
+            note=f"{n} passages, one generate call each; the rate is extrapolated",
+        )
+
+    def run_hf(self) -> None:
+        for batch in self.args.hf_batches:
+            if not self.measure(f"hf_b{batch}", batch, self.hf_generate):
+                break
+
+    def run_hf_static(self) -> None:
+        config = CompileConfig()  # transformers' default: mode "reduce-overhead", i.e. CUDA graphs
+        if self.device.type != "cuda":
+            config = CompileConfig(mode="default")
+            config._compile_all_devices = True  # transformers' own switch for compiling off-GPU (tests)
+        note = f"cache_implementation=static, forward compiled by generate (mode {config.mode})"
+        for batch in self.args.static_batches:
+            ok = self.measure(
+                f"hf_static_b{batch}",
+                batch,
+                lambda ids: self.hf_generate(ids, cache_implementation="static", compile_config=config),
+                note=note,
+            )
+            # transformers keeps the compiled forward on the model; its presence shows the compile happened.
+            self.results[f"hf_static_b{batch}"]["compiled"] = hasattr(self.model, "_compiled_call")
+            if not ok:
+                break
+        torch._dynamo.reset()
+        self.model.__dict__.pop("_compiled_call", None)
+
+    def run_xdr_seeded(self) -> None:
+        try:
+            from xdr.generate.hf import Sampling, SeededSampler
+        except Exception as error:  # ImportError, or a carried dependency that does not fit the machine
+            self.results["xdr_seeded"] = {"status": "skipped", "error": f"import xdr failed: {error!r}"}
+            return
+        sampling = Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS)
+        batch = self.args.hf_batches[0]
+
+        def seeded(ids: torch.Tensor) -> int:
+            sampler = SeededSampler(range(ids.shape[0] * SAMPLES), sampling)
+            return self.hf_generate(ids, logits_processor=[sampler])
+
+        self.measure(f"xdr_seeded_b{batch}", batch, seeded, note="HF generate + xdr SeededSampler (per-row seeds)")
+
+    def ct2_translator(self) -> tuple[Any, list[str]]:
+        """Save the model and a 3-token tokenizer, convert them, and load the translator and its vocabulary.
+
+        The T5 converter names ids past the tokenizer's ``<extra_id_k>``, so a tokenizer of the special tokens
+        alone yields the model's full vocabulary.
+        """
+        import ctranslate2
+        from ctranslate2.converters import TransformersConverter
+        from tokenizers import Tokenizer, models
+
+        hf_dir, ct2_dir = Path(self.tmp.name) / "hf", Path(self.tmp.name) / "ct2"
+        self.model.save_pretrained(hf_dir)
+        vocab = {"<pad>": PAD, "</s>": EOS, "<unk>": UNK}
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+        PreTrainedTokenizerFast(
+            tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+        ).save_pretrained(hf_dir)
+        compute_type = self.args.ct2_compute_type
+        TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization=compute_type, force=True)
+        translator = ctranslate2.Translator(
+            str(ct2_dir),
+            device=self.device.type,
+            compute_type=compute_type,
+            intra_threads=self.args.threads if self.device.type == "cpu" else 0,
+        )
+        tokens = json.loads((ct2_dir / "shared_vocabulary.json").read_text())
+        return translator, tokens
+
+    def run_ct2(self) -> None:
+        try:
+            import ctranslate2
+        except ImportError as error:
+            self.results["ct2"] = {"status": "skipped", "error": f"pip install ctranslate2 ({error})"}
+            return
+        start = time.perf_counter()
+        try:
+            translator, vocab = self.ct2_translator()
+        except Exception as error:  # e.g. a converter that does not know this transformers version
+            self.results["ct2"] = {"status": "error", "error": f"{type(error).__name__}: {error}"[:500]}
+            return
+        setup = {
+            "ld_library_path": os.environ.get("LD_LIBRARY_PATH"),
+            "version": ctranslate2.__version__,
+            "compute_type": self.args.ct2_compute_type,
+            "conversion_s": round(time.perf_counter() - start, 1),
+        }
+
+        def to_strings(ids: torch.Tensor) -> list[list[str]]:
+            return [[vocab[t] for t in row] for row in ids.tolist()]
+
+        def translate(source: list[list[str]]) -> int:
+            results = translator.translate_batch(
+                source,
+                max_batch_size=len(source),
+                beam_size=1,
+                sampling_topk=TOP_K,
+                num_hypotheses=SAMPLES,
+                min_decoding_length=NEW_TOKENS,
+                max_decoding_length=NEW_TOKENS,
+            )
+            lengths = {len(h) for r in results for h in r.hypotheses}
+            assert sum(len(r.hypotheses) for r in results) == len(source) * SAMPLES and len(lengths) == 1, lengths
+            return lengths.pop()
+
+        for batch in self.args.ct2_batches:
+            ok = self.measure(f"ct2_b{batch}", batch, translate, note="CTranslate2 translate_batch", prepare=to_strings)
+            self.results[f"ct2_b{batch}"].update(setup)
+            if not ok:
+                break
+
+    def run_custom(self) -> None:
+        compile_mode = {"cuda": "reduce-overhead", "cpu": "default"}[self.device.type] if self.args.compile else None
+        note = f"hand-written loop, step compiled: {compile_mode or 'no'}"
+        for batch in self.args.custom_batches:
+            try:
+                loop = CustomLoop(self.model, batch, compile_mode)
+            except Exception as error:
+                self.results[f"custom_b{batch}"] = {
+                    "status": "oom" if is_oom(error) else "error",
+                    "error": str(error),
+                }
+                break
+            uniforms = torch.rand(
+                (batch * SAMPLES, NEW_TOKENS),
+                device=self.device,
+                dtype=torch.float64,
+                generator=torch.Generator(self.device).manual_seed(2),
+            )
+
+            def generate(ids: torch.Tensor, loop: CustomLoop = loop, uniforms: torch.Tensor = uniforms) -> int:
+                return loop.generate(ids, uniforms).shape[1]
+
+            ok = self.measure(f"custom_b{batch}", batch, generate, note=note)
+            if ok and self.results[f"custom_b{batch}"]["status"] == "ok":
+                self.results[f"custom_b{batch}"]["agreement_with_xdr_seeded"] = self.agreement(loop)
+            del loop
+            torch._dynamo.reset()
+            free_memory(self.device)
+            if not ok:
+                break
+
+    def agreement(self, loop: CustomLoop) -> float | None:
+        """Share of sequences the custom loop and HF + SeededSampler draw alike from the same uniforms."""
+        try:
+            from xdr.generate.hf import Sampling, SeededSampler
+        except Exception:  # without xdr (see run_xdr_seeded) there is nothing to compare with
+            return None
+        sampling = Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS)
+        ids = self.inputs[: loop.batch].to(self.device)
+        ours = loop.generate(ids, SeededSampler(range(loop.rows), sampling).uniforms.to(self.device))
+        checked = min(loop.batch, AGREEMENT_PASSAGES)  # HF's fp32 logits of a large batch could run out of memory
+        sampler = SeededSampler(range(checked * SAMPLES), sampling)  # row r's seed is r in both runs
+        with torch.inference_mode():
+            hf = self.model.generate(
+                input_ids=ids[:checked],
+                attention_mask=torch.ones_like(ids[:checked]),
+                **hf_kwargs(),
+                logits_processor=[sampler],
+            )[:, 1:]
+        return round((hf == ours[: checked * SAMPLES]).all(dim=1).float().mean().item(), 4)
+
+
+def summary(
+    results: dict[str, dict[str, Any]],
+    baseline: str,
+    config: MT5Config,
+    args: argparse.Namespace,
+    on_gpu: bool,
+) -> dict[str, Any]:
+    """Ratios to the baseline, the best system's MFU and the hours the 630M generations would take."""
+    base = results.get(baseline, {}).get("queries_per_s")
+    ok = {k: r for k, r in results.items() if r.get("status") == "ok"}
+    for r in ok.values():
+        r["ratio_to_baseline"] = round(r["queries_per_s"] / base, 3) if base else None
+    flops = flops_per_passage(config)
+    out: dict[str, Any] = {"baseline": baseline, "flops_per_passage": flops}
+    if not ok:
+        return out
+    best = max(ok, key=lambda k: ok[k]["queries_per_s"])
+    qps = ok[best]["queries_per_s"]
+    tflops = flops["total"] * qps / SAMPLES / 1e12
+    peak = args.peak_tflops if args.peak_tflops is not None else (H100_BF16_TFLOPS if on_gpu else None)
+    hours = GENERATIONS / qps / 3600
+    out.update(
+        best=best,
+        best_queries_per_s=qps,
+        best_achieved_tflops=round(tflops, 3),
+        best_mfu=round(tflops / peak, 4) if peak else None,
+        peak_tflops=peak,
+        generations=GENERATIONS,
+        hours_for_generations={str(n): round(hours / n, 1) for n in args.gpus},
+        hours_note="ideal linear scaling over N GPUs, each running the best system",
+        baseline_hours_1_gpu=round(GENERATIONS / base / 3600, 1) if base else None,
+        # The target is an H100 figure: a CPU smoke run neither meets nor misses it.
+        target_met=qps >= REFERENCE_H100["target_queries_per_s"] if on_gpu else None,
+    )
+    return out
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", choices=list(SIZES), default=None, help="default: base on cuda, tiny on cpu")
+    ap.add_argument("--passages", type=int, default=None, help="timed per system (default 4096 cuda, 64 cpu)")
+    ap.add_argument("--loop-passages", type=int, default=None, help="for the loop (default 8 cuda, 4 cpu)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
+    ap.add_argument("--hf-batches", type=int_list, help="the first is the baseline (256,512,1024,2048 | 16,32,64)")
+    ap.add_argument("--static-batches", type=int_list, help="default 256,1024 on cuda | 16 on cpu")
+    ap.add_argument("--ct2-batches", type=int_list, help="default 256,1024 | 16,64")
+    ap.add_argument("--custom-batches", type=int_list, help="default 256,2048 | 16,64")
+    ap.add_argument("--ct2-compute-type", default=None, help="default bfloat16 on cuda, float32 on cpu (or int8)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="run the custom loop eagerly")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads on CPU")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="default 989 (H100 bf16) on cuda")
+    ap.add_argument("--gpus", type=int_list, default="1,8,16,32", help="GPU counts for the hours estimate")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    on_gpu = args.device == "cuda"
+    args.size = args.size or ("base" if on_gpu else "tiny")
+    # The CPU smoke run shrinks the batches (and keeps the ratios between them) to finish in minutes.
+    args.passages = args.passages or (4096 if on_gpu else 64)
+    args.loop_passages = args.loop_passages or (8 if on_gpu else 4)
+    args.hf_batches = args.hf_batches or ([256, 512, 1024, 2048] if on_gpu else [16, 32, 64])
+    args.static_batches = args.static_batches or ([256, 1024] if on_gpu else [16])
+    args.ct2_batches = args.ct2_batches or ([256, 1024] if on_gpu else [16, 64])
+    args.custom_batches = args.custom_batches or ([256, 2048] if on_gpu else [16, 64])
+    args.ct2_compute_type = args.ct2_compute_type or ("bfloat16" if on_gpu else "float32")
+    systems = [s for s in args.systems.split(",") if s]
+    if unknown := set(systems) - set(SYSTEMS):
+        ap.error(f"unknown systems {sorted(unknown)}")
+    if not on_gpu:
+        torch.set_num_threads(args.threads)
+    out = args.out or REPO / "benchmarks" / "results" / f"generate_speed_{args.device}_{args.size}.json"
+
+    bench = Bench(args)
+    config = bench.model.config
+    record: dict[str, Any] = {
+        "benchmark": "generate_speed",
+        "status": "measured on GPU" if on_gpu else CPU_STATUS,
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            **machine_info(),
+            "transformers": transformers.__version__,
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        },
+        "model": {
+            "size": args.size,
+            "random_weights": True,
+            **SIZES[args.size],
+            "parameters": sum(p.numel() for p in bench.model.parameters()),
+            "dtype": str(bench.dtype).removeprefix("torch."),
+        },
+        "workload": {
+            "input_tokens": INPUT_TOKENS,
+            "new_tokens": NEW_TOKENS,
+            "samples_per_passage": SAMPLES,
+            "top_k": TOP_K,
+            "passages": args.passages,
+            "loop_passages": args.loop_passages,
+            "repeats": args.repeats,
+            "forced_length": "EOS masked until 32 new tokens (HF min_new_tokens, CT2 min_decoding_length, "
+            "custom loop masks it always): every system generates exactly 32 per sample",
+        },
+        "reference_h100": REFERENCE_H100,
+        "results": bench.results,
+    }
+    if on_gpu:
+        record["machine"]["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    runners = {
+        "loop": bench.run_loop,
+        "hf": bench.run_hf,
+        "hf_static": bench.run_hf_static,
+        "xdr_seeded": bench.run_xdr_seeded,
+        "ct2": bench.run_ct2,
+        "custom": bench.run_custom,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for system in systems:
+        runners[system]()
+        record["summary"] = summary(bench.results, f"hf_b{args.hf_batches[0]}", config, args, on_gpu)
+        record["machine"]["load_average_1m_now"] = round(os.getloadavg()[0], 2)
+        out.write_text(json.dumps(record, indent=2) + "\n")  # after every system: a timeout keeps what ran
+    print(json.dumps(record["summary"], indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
