@@ -466,6 +466,9 @@ def reproduce(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # xdr shows its own progress; weight-loading bars are noise
     try:
         app()
     except XdrError as e:
