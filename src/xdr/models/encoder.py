@@ -1,0 +1,255 @@
+"""Turn texts into vectors with a transformers checkpoint, as a :class:`~xdr.config.ModelSpec` describes.
+
+Throughput comes from not computing on padding: texts are tokenised once, sorted by token count and cut
+into batches under a token budget, so each batch is nearly rectangular and short texts ride in large
+batches. Tokenisation (CPU) is split from the forward pass so that on CUDA a background thread prepares
+the next batches in pinned memory while the GPU runs the current one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from xdr.config import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Kind = Literal["query", "passage"]
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded token ids for some input rows; ``rows`` says where the vectors go in the output."""
+
+    rows: np.ndarray
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+def plan_batches(
+    lengths: Sequence[int] | np.ndarray, token_budget: int, max_padding: float = 0.05
+) -> list[np.ndarray]:
+    """Group row indices, longest first, into nearly rectangular batches.
+
+    A batch fills up to ``token_budget // 8`` padded tokens regardless (small matmuls waste more time
+    than a little padding does), then keeps growing only while its padding stays under ``max_padding``
+    of its real tokens, so runs of similar lengths form large batches and the long tail is not padded
+    up. ``rows × longest`` never exceeds ``token_budget``, which bounds activation memory.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    sorted_len = lengths[order]
+    min_tokens = token_budget // 8
+    n = len(order)
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < n:
+        longest = max(int(sorted_len[start]), 1)
+        cap = max(token_budget // longest, 1)
+        end, real = start + 1, int(sorted_len[start])
+        while end < n and end - start < cap:
+            grown = real + int(sorted_len[end])
+            rows = end - start + 1
+            if rows * longest > min_tokens and rows * longest > (1 + max_padding) * grown:
+                break
+            real, end = grown, end + 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` = float32 on CPU (bf16 matmuls are slow there), bfloat16 on accelerators."""
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return _DTYPES[dtype]
+
+
+class Encoder:
+    """A loaded model plus the spec that says how to prefix, truncate, pool and normalise."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: torch.device,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dim: int = int(model.config.hidden_size)
+        pad = tokenizer.pad_token_id
+        self.pad_id: int = int(pad if pad is not None else 0)
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: str | torch.device | None = None) -> Encoder:
+        """Load ``spec.path`` onto ``device`` (default: CUDA when available) in eval mode."""
+        from transformers import AutoModel, AutoTokenizer
+
+        from xdr.models.registry import missing_model_error
+
+        dev = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        dtype = resolve_dtype(spec.dtype, dev)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec.path)
+            try:
+                model = AutoModel.from_pretrained(spec.path, dtype=dtype, attn_implementation="sdpa")
+            except (ValueError, ImportError):  # architecture without an SDPA path
+                model = AutoModel.from_pretrained(spec.path, dtype=dtype)
+        except OSError as e:  # files vanished since resolve_spec, or weights not downloadable offline
+            raise missing_model_error(spec.name, f"loading {spec.path} failed: {str(e)[:300]}") from e
+        return cls(spec, model.to(dev).eval(), tokenizer, dev)
+
+    def prefix(self, kind: Kind) -> str:
+        return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+
+    def max_length(self, kind: Kind) -> int:
+        return self.spec.query_max_length if kind == "query" else self.spec.passage_max_length
+
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[list[int]]:
+        """Token ids with the kind's prefix and special tokens, truncated to the kind's max length."""
+        p = self.prefix(kind)
+        enc = self.tokenizer(
+            [p + t for t in texts],
+            truncation=True,
+            max_length=self.max_length(kind),
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return enc["input_ids"]
+
+    def collate(self, ids: Sequence[Sequence[int]], rows: np.ndarray, pin: bool = False) -> Batch:
+        """Pad one batch into tensors (pinned when a GPU will copy them asynchronously)."""
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        input_ids = np.full((len(ids), int(lengths.max())), self.pad_id, dtype=np.int64)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = x
+        mask = (np.arange(input_ids.shape[1]) < lengths[:, None]).astype(np.int64)
+        t_ids, t_mask = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        if pin:
+            t_ids, t_mask = t_ids.pin_memory(), t_mask.pin_memory()
+        return Batch(rows, t_ids, t_mask)
+
+    def batches(
+        self, texts: Sequence[str], kind: Kind, batch_size: int, chunk_size: int = 16384
+    ) -> Iterator[Batch]:
+        """Length-sorted batches over ``texts``, tokenised ``chunk_size`` texts at a time.
+
+        Sorting within chunks keeps memory flat for huge inputs; a chunk of 16k texts already leaves
+        almost no padding.
+        """
+        budget = batch_size * self.max_length(kind)
+        pin = self.device.type == "cuda"
+        for start in range(0, len(texts), chunk_size):
+            ids = self.tokenize(texts[start : start + chunk_size], kind)
+            for group in plan_batches([len(x) for x in ids], budget):
+                yield self.collate([ids[i] for i in group], group + start, pin=pin)
+
+    @torch.inference_mode()
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Forward one batch and pool it; the result stays on the device (float32)."""
+        ids = batch.input_ids.to(self.device, non_blocking=True)
+        mask = batch.attention_mask.to(self.device, non_blocking=True)
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0].float()
+        else:  # sum in float32: bf16 sums over hundreds of tokens lose digits
+            m = mask.unsqueeze(-1).float()
+            pooled = (hidden.float() * m).sum(dim=1) / m.sum(dim=1)
+        if self.spec.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled
+
+    def encode(
+        self, texts: Sequence[str], kind: Kind, batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
+        """Vectors for ``texts`` (float32, one row per text, in input order).
+
+        ``batch_size`` sets the token budget of a batch: as many tokens as ``batch_size`` texts of the
+        kind's max length (see :func:`plan_batches`). Passages arrive already joined (title and text) as
+        plain strings.
+        """
+        from tqdm.auto import tqdm
+
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        source = self.batches(texts, kind, batch_size)
+        if self.device.type == "cuda":
+            source = _prefetch(source, depth=4)
+        pending: list[tuple[np.ndarray, torch.Tensor]] = []
+        n_pending = 0
+        with tqdm(total=len(texts), disable=not progress, unit="text", desc=f"encode {kind}") as bar:
+            for batch in source:
+                pending.append((batch.rows, self.embed(batch)))
+                n_pending += len(batch.rows)
+                bar.update(len(batch.rows))
+                if n_pending >= 8192:  # one device sync per many batches, not per batch
+                    _flush(pending, out)
+                    n_pending = 0
+            _flush(pending, out)
+        return out
+
+
+def _flush(pending: list[tuple[np.ndarray, torch.Tensor]], out: np.ndarray) -> None:
+    if pending:
+        rows = np.concatenate([r for r, _ in pending])
+        out[rows] = torch.cat([v for _, v in pending]).cpu().numpy()
+        pending.clear()
+
+
+_END = object()
+
+
+def _prefetch(source: Iterator[Batch], depth: int) -> Iterator[Batch]:
+    """Run ``source`` in a thread, ``depth`` batches ahead.
+
+    The fast tokenizers release the GIL, so tokenising and padding overlap with the GPU forward rather
+    than stalling it between batches.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+
+    thread = threading.Thread(target=work, name="xdr-tokenize", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
