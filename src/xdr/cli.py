@@ -209,6 +209,48 @@ def encode(
     out.print(f"embeddings: {path}")
 
 
+def _langs(csv: str) -> list[str]:
+    from xdr.langs import normalize_lang
+
+    return [normalize_lang(x) for x in csv.split(",") if x.strip()]
+
+
+def _generator(
+    kind: str, model: str | None, base_url: str, concurrency: int, gguf_file: str | None,
+    exemplars: Path | None, batch_size: int, device: str | None,
+):  # -> xdr.generate.Generator (imported lazily: torch and transformers are slow to import)
+    """The generator behind `generate run` and `synthesize`, from the same options."""
+    from xdr.generate import (
+        XQG_CHECKPOINT,
+        HFChatBackend,
+        LLMGenerator,
+        OpenAIChatBackend,
+        Seq2SeqGenerator,
+        load_exemplars,
+    )
+
+    if kind == "seq2seq":
+        return Seq2SeqGenerator(model or XQG_CHECKPOINT, device=device, batch_size=batch_size)
+    if kind not in ("openai", "hf-llm"):
+        raise XdrError(f"--generator must be seq2seq, openai or hf-llm, not {kind!r}")
+    if model is None:
+        raise XdrError(f"--generator {kind} needs --model (the served or local LLM)")
+    backend = (
+        OpenAIChatBackend(model, base_url, concurrency=concurrency) if kind == "openai"
+        else HFChatBackend(model, gguf_file=gguf_file, device=device, batch_size=batch_size)
+    )
+    return LLMGenerator(backend, exemplars=load_exemplars(exemplars) if exemplars else None)
+
+
+# Generator options shared by `generate run` and `synthesize`.
+GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5), openai (chat endpoint), hf-llm")]
+GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
+BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)")]
+GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")]
+ExemplarsOpt = Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")]
+
+
 # -------------------------------------------------------------------------------------------- generate
 @generate_app.command(
     "run",
@@ -220,49 +262,26 @@ def generate_run(
     corpus: Annotated[Path, typer.Argument(help="English passages")],
     out_dir: Annotated[Path, typer.Option("--out", help="generated-query directory (resumable)")],
     langs: Annotated[str, typer.Option(help="target languages")],
-    generator: Annotated[str, typer.Option(help="seq2seq (mT5), openai (chat endpoint), hf-llm")] = "seq2seq",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")] = None,
+    generator: GeneratorOpt = "seq2seq",
+    model: GenModelOpt = None,
     n: Annotated[int, typer.Option(help="queries per passage and language")] = 5,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 42,
     shard_size: Annotated[int, typer.Option(help="passages per shard")] = 2000,
     batch_size: Annotated[int, typer.Option(help="passages per forward pass (local models)")] = 32,
-    base_url: Annotated[str, typer.Option(help="OpenAI-compatible endpoint")] = "http://127.0.0.1:8000/v1",
-    concurrency: Annotated[int, typer.Option(help="parallel requests (openai)")] = 8,
-    gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")] = None,
-    exemplars: Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")] = None,
+    base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
+    concurrency: ConcurrencyOpt = 8,
+    gguf_file: GgufOpt = None,
+    exemplars: ExemplarsOpt = None,
     no_filter: Annotated[bool, typer.Option("--no-filter", help="keep every parsed output")] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Generate questions for every passage in each target language (xQG / SWIM-IR)."""
     from xdr.data import read_passages
-    from xdr.generate import (
-        XQG_CHECKPOINT,
-        FilterSettings,
-        HFChatBackend,
-        LLMGenerator,
-        OpenAIChatBackend,
-        Seq2SeqGenerator,
-        generation_stats,
-        load_exemplars,
-        run_generation,
-        stats_markdown,
-    )
-    from xdr.langs import normalize_lang
+    from xdr.generate import FilterSettings, generation_stats, run_generation, stats_markdown
 
-    if generator == "seq2seq":
-        gen = Seq2SeqGenerator(model or XQG_CHECKPOINT, device=device, batch_size=batch_size)
-    elif generator in ("openai", "hf-llm"):
-        if model is None:
-            raise XdrError(f"--generator {generator} needs --model (the served or local LLM)")
-        backend = (
-            OpenAIChatBackend(model, base_url, concurrency=concurrency) if generator == "openai"
-            else HFChatBackend(model, gguf_file=gguf_file, device=device, batch_size=batch_size)
-        )
-        gen = LLMGenerator(backend, exemplars=load_exemplars(exemplars) if exemplars else None)
-    else:
-        raise XdrError(f"--generator must be seq2seq, openai or hf-llm, not {generator!r}")
+    gen = _generator(generator, model, base_url, concurrency, gguf_file, exemplars, batch_size, device)
     path = run_generation(
-        read_passages(corpus), gen, out_dir, langs=[normalize_lang(x) for x in langs.split(",") if x.strip()],
+        read_passages(corpus), gen, out_dir, langs=_langs(langs),
         n=n, seed=seed, shard_size=shard_size, filters=None if no_filter else FilterSettings(),
     )
     out.print(stats_markdown(generation_stats(path)))
@@ -288,6 +307,81 @@ def generate_stats(gen_dir: Annotated[Path, typer.Argument(help="generated-query
     from xdr.generate import generation_stats, stats_markdown
 
     out.print(stats_markdown(generation_stats(gen_dir)))
+
+
+# ------------------------------------------------------------------------------------------- training
+@app.command(
+    epilog="Example: xdr mine xor_train.jsonl --lang ar --corpus psgs.tsv --model me5-small --out train.jsonl\n\n"
+    "Example (BM25): xdr mine nq-train.json --corpus psgs.tsv --method bm25 --out nq-bm25.jsonl"
+)
+def mine(
+    train: Annotated[Path, typer.Argument(help="queries with positives (DPR, Tevatron, SWIM-IR, SQuAD)")],
+    corpus: Annotated[Path, typer.Option(help="passages to mine from")],
+    out_path: Annotated[Path, typer.Option("--out", help="Tevatron JSONL (+ .meta.json)")],
+    method: Annotated[str, typer.Option(help="dense (current model through FAISS) or bm25")] = "dense",
+    model: ModelOpt = "me5-small",
+    lang: Annotated[str | None, typer.Option(help="question language, for files that do not record it")] = None,
+    index_dir: Annotated[Path | None, typer.Option("--index", help="existing index of --corpus")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="keep the corpus embeddings/index here")] = None,
+    depth: Annotated[int, typer.Option(help="top results examined per query")] = 100,
+    n_negatives: Annotated[int, typer.Option(help="negatives kept per query")] = 30,
+    skip_top: Annotated[int, typer.Option(help="skip this many top non-positive results")] = 0,
+    margin: Annotated[float | None, typer.Option(help="drop negatives scoring within this of the positive")] = None,
+    relative_margin: Annotated[float | None, typer.Option(help="the same, relative to the positive")] = None,
+    answer_check: Annotated[bool, typer.Option(help="drop negatives containing an answer")] = True,
+    seed: Annotated[int, typer.Option()] = 42,
+    batch_size: BatchOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """Mine hard negatives, filtering false negatives by answer string and score margin."""
+    from xdr.data import read_training
+    from xdr.train.mine import mine_hard_negatives
+
+    encoder = None
+    if method == "dense":
+        from xdr.models.encoder import Encoder
+
+        encoder = Encoder.load(_spec(model), device=device)
+    path = mine_hard_negatives(
+        read_training(train, lang=lang or "en"), corpus, out_path, method=method, encoder=encoder,
+        index=index_dir, work_dir=work_dir, depth=depth, n_negatives=n_negatives, skip_top=skip_top,
+        margin=margin, relative_margin=relative_margin, answer_check=answer_check, seed=seed,
+        batch_size=batch_size, source=train, progress=True,
+    )
+    out.print(f"mined: {path}")
+
+
+@app.command(
+    epilog="Example: xdr synthesize corpus.jsonl --langs ja,te --sample-size 1000 --generator openai "
+    "--model qwen2.5 --out swim.jsonl"
+)
+def synthesize(
+    corpus: Annotated[Path, typer.Argument(help="English passages")],
+    out_path: Annotated[Path, typer.Option("--out", help="SWIM-IR JSONL pairs (+ .meta.json)")],
+    langs: Annotated[str, typer.Option(help="query languages")],
+    sample_size: Annotated[int, typer.Option(help="passages sampled per language")],
+    strata: Annotated[str, typer.Option(help="length, title or none")] = "length",
+    seed: Annotated[int, typer.Option()] = 42,
+    work_dir: Annotated[Path | None, typer.Option(help="resumable generation artifacts")] = None,
+    generator: GeneratorOpt = "seq2seq",
+    model: GenModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="passages per forward pass (local models)")] = 32,
+    base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
+    concurrency: ConcurrencyOpt = 8,
+    gguf_file: GgufOpt = None,
+    exemplars: ExemplarsOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """SWIM-IR-style synthetic training pairs: one generated query per sampled passage and language."""
+    from xdr.data import read_passages
+    from xdr.train.synth import synthesize_pairs
+
+    gen = _generator(generator, model, base_url, concurrency, gguf_file, exemplars, batch_size, device)
+    path = synthesize_pairs(
+        read_passages(corpus), gen, out_path, langs=_langs(langs), sample_size=sample_size, seed=seed,
+        strata=strata, work_dir=work_dir, source=corpus,
+    )
+    out.print(f"pairs: {path}")
 
 
 @app.command(
