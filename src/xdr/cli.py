@@ -99,6 +99,47 @@ def models_verify(name: Annotated[str, typer.Argument()] = "me5-small") -> None:
     out.print(f"{name}: checksums OK")
 
 
+@models_app.command(
+    "trim",
+    epilog="Example: xdr models trim me5-small --corpus en.parquet --queries queries.parquet --out me5-xq "
+    "--pack me5-xq.safetensors",
+)
+def models_trim(
+    model: Annotated[str, typer.Argument(help="registry name or local directory")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the trimmed model directory")],
+    corpus: Annotated[list[Path] | None, typer.Option(help="passages the model must cover, repeatable")] = None,
+    queries: Annotated[list[Path] | None, typer.Option(help="queries the model must cover, repeatable")] = None,
+    pack: Annotated[Path | None, typer.Option(help="also write a compact transport file (int8 rows)")] = None,
+) -> None:
+    """Keep only the vocabulary a corpus and its queries use: identical embeddings on covered text."""
+    from itertools import chain
+
+    from xdr.data import read_passages, read_queries
+    from xdr.models.trim import pack_model, trim_model
+
+    spec = _spec(model)
+    texts = chain(
+        (spec.passage_prefix + p.joined(spec.title_separator) for f in corpus or [] for p in read_passages(f)),
+        (spec.query_prefix + q.text for f in queries or [] for q in read_queries(f)),
+    )
+    trimmed = trim_model(spec.path, texts, out_dir)
+    out.print(f"trimmed: {trimmed}")
+    if pack is not None:
+        out.print(f"packed: {pack_model(trimmed, pack)} ({pack.stat().st_size / 2**20:.1f} MiB)")
+
+
+@models_app.command("unpack", epilog="Example: xdr models unpack me5-xq.safetensors --out me5-xq")
+def models_unpack(
+    packed: Annotated[Path, typer.Argument(help="a file written by `xdr models trim --pack`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the rebuilt model directory")],
+) -> None:
+    """Rebuild a packed model and prove its weights hash to what the sender rebuilt."""
+    from xdr.models.trim import rebuilt_sha256, unpack_model
+
+    path = unpack_model(packed, out_dir)
+    out.print(f"{path}: weights sha256 {rebuilt_sha256(path)} (verified against the pack)")
+
+
 # ------------------------------------------------------------------------------------------------ data
 @data_app.command("list", epilog="Example: xdr data list")
 def data_list() -> None:
