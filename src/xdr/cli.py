@@ -47,7 +47,7 @@ QLenOpt = Annotated[int | None, typer.Option(help="query max tokens")]
 PLenOpt = Annotated[int | None, typer.Option(help="passage max tokens")]
 DTypeOpt = Annotated[str | None, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")]
-BatchOpt = Annotated[int, typer.Option(help="texts per forward pass")]
+BatchOpt = Annotated[int, typer.Option(help="token budget per forward pass, in full-length texts")]
 
 
 def _spec(model: str, **overrides: object):
@@ -425,6 +425,72 @@ def synthesize(
     out.print(f"pairs: {path}")
 
 
+def _source_arg(arg: str) -> tuple[str, None, str | None]:
+    """``[LANG:]PATH`` as (path, format (detected), lang): LANG names the question language of a file that
+    does not record it (SQuAD, DPR)."""
+    from xdr.langs import LANGUAGES
+
+    lang, _, path = arg.partition(":")
+    return (path, None, lang) if path and lang in LANGUAGES else (arg, None, None)
+
+
+@app.command(
+    epilog="Example (the xQG paper's xDR): xdr train --model bert-base-multilingual-cased --train ar:xor-train.json "
+    "--negatives 7 --batch-size 128 --lr 1e-5 --epochs 40 --similarity dot --scale 1 --out runs/xdr\n\n"
+    "Example (e5): xdr train --model me5-small --train de:xquad-train.json --dev-xquad-r ../shared/data/xquad-r "
+    "--max-steps 200 --out runs/me5-ft"
+)
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="writes model/ (sentence-transformers layout) and meta.json")],
+    train: Annotated[list[str], typer.Option(help="[LANG:]PATH of DPR, Tevatron, SWIM-IR or SQuAD data, repeatable")],
+    model: ModelOpt = "me5-small",
+    negatives: Annotated[int, typer.Option(help="hard negatives per query (passages = 1 + N)")] = 1,
+    loss: Annotated[str, typer.Option(help="mnrl, or cached-mnrl (GradCache: large batches, small memory)")] = "mnrl",
+    mini_batch_size: Annotated[int, typer.Option(help="cached-mnrl chunk size")] = 32,
+    similarity: Annotated[str | None, typer.Option(help="dot or cos (default: cos if normalised)")] = None,
+    scale: Annotated[float | None, typer.Option(help="1/temperature (default: 20 for cos, 1 for dot)")] = None,
+    gather_across_devices: Annotated[bool, typer.Option(help="in-batch negatives from every GPU")] = False,
+    epochs: Annotated[float, typer.Option()] = 1.0,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float, typer.Option()] = 1e-5,
+    warmup_steps: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option(help="queries per device and step")] = 32,
+    grad_accum: Annotated[int, typer.Option()] = 1,
+    seed: Annotated[int, typer.Option()] = 42,
+    save_steps: Annotated[int, typer.Option(help="checkpoint interval (resume point)")] = 500,
+    dev_xquad_r: Annotated[Path | None, typer.Option(help="XQuAD-R dir: MRR@10 on its queries while training")] = None,
+    dev_langs: Annotated[str, typer.Option(help="XQuAD-R languages for the dev set")] = "de,el,es,hi,tr,vi",
+    pooling: PoolingOpt = None,
+    normalize: NormalizeOpt = None,
+    query_prefix: QPrefixOpt = None,
+    passage_prefix: PPrefixOpt = None,
+    query_max_length: QLenOpt = None,
+    passage_max_length: PLenOpt = None,
+    dtype: DTypeOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Fine-tune a dual encoder with contrastive InfoNCE over in-batch and hard negatives; resumes after a kill."""
+    from xdr.train.dual import DualSource, EvalSet, train_dual_encoder
+
+    spec = _spec(
+        model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
+        query_max_length=query_max_length, passage_max_length=passage_max_length,
+    )
+    eval_set = None
+    if dev_xquad_r is not None:
+        from xdr.data.squad import read_xquad_r
+
+        eval_set = EvalSet.from_xquad_r(read_xquad_r(dev_xquad_r, _langs(dev_langs)), spec.title_separator)
+    path = train_dual_encoder(
+        [DualSource(*_source_arg(t)) for t in train], spec, out_dir, negatives_per_query=negatives, loss=loss,
+        mini_batch_size=mini_batch_size, similarity=similarity, scale=scale,
+        gather_across_devices=gather_across_devices, epochs=epochs, max_steps=max_steps, lr=lr,
+        warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
+        dtype=dtype or "auto", device=device, eval_set=eval_set, save_steps=save_steps,
+    )
+    out.print(f"model: {path}")
+
+
 @app.command(
     "train-generator",
     epilog="Example: xdr train-generator --model google/mt5-base --train de:../shared/data/xquad-r/de.json "
@@ -448,14 +514,9 @@ def train_generator(
     """Fine-tune a seq2seq query generator on (passage, question, language) triples; resumes after a kill."""
     from xdr.generate import Source
     from xdr.generate import train_generator as run_training
-    from xdr.langs import LANGUAGES
-
-    def source(arg: str) -> Source:
-        lang, _, path = arg.partition(":")
-        return Source(path, None, lang) if path and lang in LANGUAGES else Source(arg)
 
     path = run_training(
-        [source(t) for t in train], model, out_dir, epochs=epochs, max_steps=max_steps, lr=lr,
+        [Source(*_source_arg(t)) for t in train], model, out_dir, epochs=epochs, max_steps=max_steps, lr=lr,
         batch_size=batch_size, grad_accum=grad_accum, seed=seed, save_steps=save_steps,
         eval_fraction=eval_fraction, dtype=dtype or "auto", device=device,
     )

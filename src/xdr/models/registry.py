@@ -56,9 +56,11 @@ _HUB_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytor
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A registry entry; ``spec`` holds its defaults (``path`` is the local copy when there is one)."""
+
     name: str
     description: str
-    defaults: dict[str, Any]
+    spec: ModelSpec
     built: bool
     location: str | None
 
@@ -89,7 +91,8 @@ def list_models() -> list[ModelInfo]:
             found = [h for h in hits if isinstance(h, str)]
             built = bool(found) and isinstance(try_to_load_from_cache(name, "config.json"), str)
             location = str(Path(found[0]).parent) if built else None
-        infos.append(ModelInfo(name, k.description, dict(k.defaults), built, location))
+        spec = ModelSpec(name=name, path=location or name, **k.defaults)
+        infos.append(ModelInfo(name, k.description, spec, built, location))
     return infos
 
 
@@ -101,6 +104,17 @@ def build(name: str, force: bool = False) -> Path:
         raise XdrError(f"{name!r} is a hub model, nothing to build: it downloads on first use")
     embedded = [n for n, k in KNOWN.items() if k.embedded]
     raise XdrError(f"unknown embedded model {name!r}; buildable models: {', '.join(embedded)}")
+
+
+def verify(name: str = me5.NAME) -> Path:
+    """Recompute an embedded model's checksums against its manifest; raise with what is wrong."""
+    if name != me5.NAME:
+        raise XdrError(f"{name!r} has no xdr manifest to verify; only embedded models ({me5.NAME}) do")
+    d = me5.default_dir()
+    problems = me5.verify(d, deep=True)
+    if problems:
+        raise XdrError(f"{d}: {'; '.join(problems[:5])}; rebuild it with `xdr models build {name} --force`")
+    return d
 
 
 def _ensure_me5() -> tuple[str, str]:
@@ -205,11 +219,13 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
     if bad:
         raise XdrError(f"cannot override {', '.join(bad)}: they identify the model")
     local = Path(name_or_path).expanduser()
+    name = name_or_path
     if name_or_path == me5.NAME:
         path, fingerprint = _ensure_me5()
         defaults = dict(KNOWN[me5.NAME].defaults)
     elif local.is_dir():
         path, fingerprint, defaults = _local(local)
+        name = str(local.resolve())  # ./m and /abs/m are one model, and the name is part of its space
     elif _looks_like_path(name_or_path) or local.exists():
         raise missing_model_error(name_or_path, "no such directory")
     else:
@@ -223,6 +239,6 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
             defaults = dict(_DPR)
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return ModelSpec(name=name_or_path, path=path, fingerprint=fingerprint, **{**defaults, **given})
+        return ModelSpec(name=name, path=path, fingerprint=fingerprint, **{**defaults, **given})
     except ValidationError as e:
         raise XdrError(f"invalid model settings for {name_or_path!r}: {e}") from None
