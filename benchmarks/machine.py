@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from typing import Any
@@ -21,15 +22,13 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1m_at_start": os.getloadavg()[0],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        import faiss
-
-        info["faiss"] = faiss.__version__
-    except ImportError:
-        pass
+    for name in ("faiss", "transformers", "sentence_transformers"):
+        with contextlib.suppress(ImportError):
+            info[name] = __import__(name).__version__
     return info
