@@ -32,10 +32,10 @@ from xdr.generate.train import (
     QuestionGenerationDataset,
     QuestionPair,
     held_out,
-    last_checkpoint,
     read_source,
     train_generator,
 )
+from xdr.train.checkpoints import last_checkpoint
 
 PAIRS = [
     QuestionPair(Passage(pid, text, title), question, lang)

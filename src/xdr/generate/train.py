@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,9 +33,8 @@ from transformers import (
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from xdr.artifacts import DONE, META, input_fingerprint, is_done, mark_done, start_artifact, update_meta
+from xdr.artifacts import input_fingerprint, is_done, start_artifact
 from xdr.config import DType
 from xdr.data import detect_format, read_training
 from xdr.data.schema import Passage, TrainingExample
@@ -44,13 +42,19 @@ from xdr.errors import XdrError
 from xdr.generate.hf import resolve_device, resolve_dtype
 from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, seq2seq_prompt
 from xdr.langs import normalize_lang
+from xdr.train.checkpoints import (
+    MODEL_DIR,
+    clear_stage,
+    publish_model,
+    require_positive,
+    resume_point,
+    train_or_resume,
+    trainer_arguments,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "train-generator"
-MODEL_DIR = "model"
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE = "trainer_state.json"  # the Trainer's name; it writes this file last in a checkpoint
 # Formats whose rows need not say what language their questions are in. A default there would, e.g.,
 # pair "Generate a English question" with Japanese targets, so the language must be given.
 UNLABELLED_FORMATS = ("squad", "dpr", "tevatron")
@@ -171,50 +175,6 @@ class QuestionGenerationDataset(Dataset):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
 
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-"))
-
-
-def _trainer_state(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-
-
-def last_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint the Trainer finished writing; incomplete ones are removed.
-
-    The Trainer writes ``trainer_state.json`` last, and not atomically, so a kill during a save leaves a
-    directory that ``transformers.trainer_utils.get_last_checkpoint`` would still pick, and resuming from
-    it would fail or load torn weights. Without a parseable state file a checkpoint is not complete.
-    """
-    complete = []
-    for d in directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if not d.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit():
-            continue
-        try:
-            _trainer_state(d)
-        except (OSError, ValueError):
-            log.warning("removing %s: a kill interrupted its save", d)
-            shutil.rmtree(d)
-            continue
-        complete.append(d)
-    return max(complete, key=_step, default=None)
-
-
-def _require_positive(**values: float | None) -> None:
-    """Refuse a non-positive setting here, with its xdr name, rather than deep inside the Trainer."""
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise XdrError(f"{name} must be positive, not {value}")
-
-
-def _clear(out: Path) -> None:
-    """Remove what an earlier run of this stage left in ``out`` (and nothing else a user put there)."""
-    for name in (CHECKPOINTS_DIR, MODEL_DIR, f".{MODEL_DIR}.tmp"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (META, DONE):
-        (out / name).unlink(missing_ok=True)
-
-
 def train_generator(
     sources: Sequence[SourceLike],
     model: str,
@@ -253,7 +213,7 @@ def train_generator(
     ``_DONE`` are written: they hold optimizer states (about 3x the weights) and nothing resumes from them.
     ``callbacks`` are passed to the Trainer.
     """
-    _require_positive(
+    require_positive(
         epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
         max_input_length=max_input_length, max_target_length=max_target_length, save_steps=save_steps,
         keep_checkpoints=keep_checkpoints, logging_steps=logging_steps,
@@ -265,29 +225,12 @@ def train_generator(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device, fp16_problem=FP16_PROBLEM)
     out = Path(out_dir)
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(out / CHECKPOINTS_DIR),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=lr,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        seed=seed,
-        data_seed=seed,
-        bf16=torch_dtype == torch.bfloat16,
-        use_cpu=torch_device.type == "cpu",
-        dataloader_pin_memory=torch_device.type == "cuda",
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=keep_checkpoints,
-        eval_strategy="steps" if eval_sources or eval_fraction else "no",
-        eval_steps=save_steps,
-        logging_steps=logging_steps,
-        report_to="none",
+    args = trainer_arguments(
+        Seq2SeqTrainingArguments, out, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
+        grad_accum=grad_accum, seed=seed, dtype=torch_dtype, device=torch_device, save_steps=save_steps,
+        keep_checkpoints=keep_checkpoints, evaluate=bool(eval_sources or eval_fraction), eval_steps=None,
+        logging_steps=logging_steps, fp16_problem=FP16_PROBLEM,
     )
-    if args.mixed_precision == "fp16":  # set by ACCELERATE_MIXED_PRECISION, which the Trainer honours
-        raise XdrError(f"float16 is not supported: {FP16_PROBLEM}; unset ACCELERATE_MIXED_PRECISION")
 
     train_pairs, train_records = read_sources(sources)
     eval_pairs, eval_records = read_sources(eval_sources)
@@ -302,7 +245,7 @@ def train_generator(
         raise XdrError("no training pairs: the sources hold no question with a passage")
 
     if not resume:
-        _clear(out)
+        clear_stage(out)
     params = {
         "model": model,
         "revision": revision,
@@ -330,11 +273,7 @@ def train_generator(
         log.info("%s: already trained", out)
         return model_dir
 
-    checkpoint = last_checkpoint(out / CHECKPOINTS_DIR)
-    state = _trainer_state(checkpoint) if checkpoint else {}
-    # Resumed from its final checkpoint, the Trainer would take one more step (it tests for the end only
-    # after a step), so a run killed after that checkpoint just takes its weights.
-    finished = bool(state) and state["global_step"] >= state["max_steps"]
+    checkpoint, state, finished = resume_point(out)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
         network = AutoModelForSeq2SeqLM.from_pretrained(
@@ -361,24 +300,9 @@ def train_generator(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    if finished:
-        log.info("%s is the final checkpoint: saving its weights", checkpoint)
-        outcome: dict[str, Any] = {"global_step": state["global_step"]}
-    else:
-        if checkpoint is not None:
-            log.info("resuming from %s", checkpoint)
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        outcome = {"global_step": result.global_step, "train_loss": result.training_loss}
+    outcome = train_or_resume(trainer, checkpoint, state, finished)
     if eval_pairs:
         outcome["eval_loss"] = trainer.evaluate()["eval_loss"]
 
-    # Written beside the final name and renamed, so a model/ directory is always a complete one.
-    tmp = out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    shutil.rmtree(model_dir, ignore_errors=True)  # left by a run killed between this rename and _DONE
-    os.replace(tmp, model_dir)
-    update_meta(out, result=outcome)
-    mark_done(out)
-    shutil.rmtree(out / CHECKPOINTS_DIR, ignore_errors=True)
+    publish_model(out, lambda tmp: trainer.save_model(str(tmp)), lambda _: {"result": outcome})
     return model_dir

@@ -33,7 +33,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +40,20 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import torch
 
-from xdr.artifacts import DONE, META, input_fingerprint, is_done, mark_done, start_artifact, update_meta
+from xdr.artifacts import input_fingerprint, is_done, start_artifact
 from xdr.config import DType, ModelSpec
 from xdr.data import detect_format, read_training
 from xdr.data.schema import TrainingExample
 from xdr.errors import XdrError
+from xdr.train.checkpoints import (
+    MODEL_DIR,
+    clear_stage,
+    publish_model,
+    require_positive,
+    resume_point,
+    train_or_resume,
+    trainer_arguments,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -56,10 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "train"
-MODEL_DIR = "model"
-CHECKPOINTS_DIR = "checkpoints"
-TRAINER_STATE = "trainer_state.json"
-CHECKPOINT_PREFIX = "checkpoint"
 LOSSES = ("mnrl", "cached-mnrl")
 SIMILARITIES = ("dot", "cos")
 Loss = Literal["mnrl", "cached-mnrl"]
@@ -288,43 +292,6 @@ def mrr_key(eval_set: EvalSet, similarity: Similarity) -> str:
     return f"eval_{eval_set.name}_{_ST_SIMILARITY[similarity]}_mrr@10"
 
 
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name.removeprefix(f"{CHECKPOINT_PREFIX}-"))
-
-
-def _trainer_state(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-
-
-def last_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint (its ``trainer_state.json``, written last, parses); torn ones go."""
-    complete = []
-    for d in directory.glob(f"{CHECKPOINT_PREFIX}-*"):
-        if not d.name.removeprefix(f"{CHECKPOINT_PREFIX}-").isdigit():
-            continue
-        try:
-            _trainer_state(d)
-        except (OSError, ValueError):
-            log.warning("removing %s: a kill interrupted its save", d)
-            shutil.rmtree(d)
-            continue
-        complete.append(d)
-    return max(complete, key=_step, default=None)
-
-
-def _clear(out: Path) -> None:
-    for name in (CHECKPOINTS_DIR, MODEL_DIR, f".{MODEL_DIR}.tmp"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (META, DONE):
-        (out / name).unlink(missing_ok=True)
-
-
-def _require_positive(**values: float | None) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise XdrError(f"{name} must be positive, not {value}")
-
-
 def train_dual_encoder(
     sources: Sequence[SourceLike],
     spec: ModelSpec,
@@ -373,7 +340,7 @@ def train_dual_encoder(
 
     from xdr.generate.hf import resolve_device, resolve_dtype
 
-    _require_positive(epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+    require_positive(epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                       save_steps=save_steps, keep_checkpoints=keep_checkpoints, logging_steps=logging_steps,
                       eval_steps=eval_steps, mini_batch_size=mini_batch_size)
     if negatives_per_query < 0:
@@ -384,7 +351,7 @@ def train_dual_encoder(
         raise XdrError("similarity 'cos' needs a normalising model (xdr retrieves by dot product); "
                        "use similarity 'dot' or set normalize")
     scale = scale if scale is not None else (20.0 if similarity == "cos" else 1.0)
-    _require_positive(scale=scale)
+    require_positive(scale=scale)
     if loss not in LOSSES:
         raise XdrError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     torch_device = resolve_device(device)
@@ -401,7 +368,7 @@ def train_dual_encoder(
 
     out = Path(out_dir)
     if not resume:
-        _clear(out)
+        clear_stage(out)
     params = {
         "spec": spec.model_dump(),
         "sources": records,
@@ -432,37 +399,16 @@ def train_dual_encoder(
         log.info("%s: already trained", out)
         return model_dir
 
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / CHECKPOINTS_DIR),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        seed=seed,
-        data_seed=seed,
-        bf16=torch_dtype == torch.bfloat16,
-        use_cpu=torch_device.type == "cpu",
-        dataloader_pin_memory=torch_device.type == "cuda",
+    args = trainer_arguments(
+        SentenceTransformerTrainingArguments, out, epochs=epochs, max_steps=max_steps, lr=lr,
+        batch_size=batch_size, grad_accum=grad_accum, seed=seed, dtype=torch_dtype, device=torch_device,
+        save_steps=save_steps, keep_checkpoints=keep_checkpoints, evaluate=eval_set is not None,
+        eval_steps=eval_steps, logging_steps=logging_steps, fp16_problem="contrastive training needs bf16 or fp32",
+        warmup_steps=warmup_steps, weight_decay=weight_decay,
         dataloader_drop_last=gather_across_devices,  # all_gather needs equal batches on every device
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=keep_checkpoints,
-        eval_strategy="steps" if eval_set else "no",
-        eval_steps=eval_steps or save_steps,
-        logging_steps=logging_steps,
-        report_to="none",
     )
-    if args.mixed_precision == "fp16":
-        raise XdrError("float16 is not supported for contrastive training; unset ACCELERATE_MIXED_PRECISION")
 
-    checkpoint = last_checkpoint(out / CHECKPOINTS_DIR)
-    state = _trainer_state(checkpoint) if checkpoint else {}
-    # Resumed from its final checkpoint, the Trainer would take one more step, so take its weights.
-    finished = bool(state) and state["global_step"] >= state["max_steps"]
+    checkpoint, state, finished = resume_point(out)
     torch.manual_seed(seed)  # any randomly initialised module (none for BERT-like towers) is seeded too
     model = build_sentence_transformer(spec, device=str(torch_device), checkpoint=checkpoint if finished else None)
 
@@ -481,27 +427,16 @@ def train_dual_encoder(
         data_collator=_collator(model, spec, names),
         callbacks=list(callbacks),
     )
-    if finished:
-        log.info("%s is the final checkpoint: saving its weights", checkpoint)
-        outcome: dict[str, Any] = {"global_step": state["global_step"]}
-    else:
-        if checkpoint is not None:
-            log.info("resuming from %s", checkpoint)
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        outcome = {"global_step": result.global_step, "train_loss": result.training_loss}
+    outcome = train_or_resume(trainer, checkpoint, state, finished)
     if evaluator is not None:
         metrics = evaluator(model)
         outcome["eval"] = {k: float(v) for k, v in metrics.items()}
 
     if trainer.is_world_process_zero():  # other ranks of a distributed run hold the same weights
-        tmp = out / f".{MODEL_DIR}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp))
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(tmp, model_dir)
-        update_meta(out, result=outcome, model_spec=trained_spec(model_dir, spec).model_dump())
-        mark_done(out)
-        shutil.rmtree(out / CHECKPOINTS_DIR, ignore_errors=True)
+        publish_model(
+            out, lambda tmp: model.save_pretrained(str(tmp)),
+            lambda d: {"result": outcome, "model_spec": trained_spec(d, spec).model_dump()},
+        )
     return model_dir
 
 
