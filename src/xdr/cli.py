@@ -272,8 +272,12 @@ def _generator(
 
     if kind == "seq2seq":
         return Seq2SeqGenerator(model or XQG_CHECKPOINT, device=device, batch_size=batch_size)
+    if kind == "ct2":
+        from xdr.generate.ct2 import CT2Seq2SeqGenerator
+
+        return CT2Seq2SeqGenerator(model or XQG_CHECKPOINT, device=device, batch_size=batch_size)
     if kind not in ("openai", "hf-llm"):
-        raise XdrError(f"--generator must be seq2seq, openai or hf-llm, not {kind!r}")
+        raise XdrError(f"--generator must be seq2seq, ct2, openai or hf-llm, not {kind!r}")
     if model is None:
         raise XdrError(f"--generator {kind} needs --model (the served or local LLM)")
     backend = (
@@ -284,7 +288,7 @@ def _generator(
 
 
 # Generator options shared by `generate run` and `synthesize`.
-GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5), openai (chat endpoint), hf-llm")]
+GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5, HF), ct2 (mT5, CTranslate2), openai, hf-llm")]
 GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)")]
