@@ -123,7 +123,8 @@ def main() -> int:
     result = {
         "setup": {"passages": len(corpus), "generated_queries": len(gen), "test_queries": len(test),
                   "generated_per_passage": float(np.bincount(owner, minlength=len(pid)).mean()),
-                  "model": spec.model_dump(), "command": "python experiments/xqg_oracle.py --shared ../shared/data"},
+                  "model": spec.model_dump(),
+                  "command": "python experiments/xqg_oracle.py --shared ../shared/data" + tag.replace("-", " --")},
         "baseline": base.macro, "sweep": sweep, "generated_per_paragraph": np.bincount(counts).tolist(),
         "mean_generated_count_of_top1": top1_counts,
         "best": {m: {"alpha": al, "macro": r.macro} for m, (al, r) in best.items()},
@@ -133,7 +134,7 @@ def main() -> int:
         "# xQG mechanism bound on XQuAD-R (oracle generation)",
         "",
         f"Made by `{result['setup']['command']}`. {len(corpus)} English paragraphs; {len(gen)} oracle "
-        f"\"generated\" queries (first half of each paragraph's questions, 6 languages, "
+        f"\"generated\" queries ({'second' if a.swap else 'first'} half of each paragraph's questions, 6 languages, "
         f"{result['setup']['generated_per_passage']:.1f} per paragraph on average); {len(test)} test queries "
         "(the other half). Macro averages over de, el, es, hi, tr, vi.",
         "",

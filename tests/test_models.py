@@ -184,7 +184,12 @@ def test_registry_me5_defaults_and_fingerprint(me5_dir: Path) -> None:
     assert spec.fingerprint == me5.read_manifest(me5_dir)["files"]["model.safetensors"]["sha256"]
     listed = {m.name: m for m in list_models()}
     assert listed["me5-small"].built and listed["me5-small"].location == str(me5_dir)
+    assert listed["me5-small"].spec.passage_prefix == "passage: "
+    assert listed["ielabgroup/bert-base-multilingual-cased-xor-tydi"].spec.passage_max_length == 128
     assert set(listed) == set(registry.KNOWN)
+    assert registry.verify("me5-small") == me5_dir
+    with pytest.raises(XdrError, match="no xdr manifest"):
+        registry.verify("xlm-roberta-base")
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from xdr.models.registry import ModelInfo, build, list_models, resolve_spec
+from xdr.models.registry import ModelInfo, build, list_models, resolve_spec, verify
 
 if TYPE_CHECKING:
     from xdr.models.encoder import Encoder
 
-__all__ = ["Encoder", "ModelInfo", "build", "list_models", "resolve_spec"]
+__all__ = ["Encoder", "ModelInfo", "build", "list_models", "resolve_spec", "verify"]
 
 
 def __getattr__(name: str) -> Any:
