@@ -32,6 +32,7 @@ from xdr.errors import XdrError
 __all__ = [
     "XQuADR",
     "detect_format",
+    "lookup_passages",
     "lookup_texts",
     "read_passages",
     "read_qrels",
@@ -138,23 +139,28 @@ def read_training(
     raise _unsupported(path, fmt, "training examples", TRAINING_FORMATS)
 
 
-def lookup_texts(passages: Iterable[Passage], ids: set[str]) -> dict[str, str]:
-    """Texts of ``ids``, streaming the corpus once and stopping when all are found.
+def lookup_passages(passages: Iterable[Passage], ids: set[str]) -> dict[str, Passage]:
+    """The passages with ``ids``, streaming the corpus once and stopping when all are found.
 
-    A run over an 18M-passage corpus needs the texts of a few hundred thousand ids (for XOR-TyDi JSON and
-    R@kt); this keeps only those in memory. Ids absent from the corpus are an error: the run and the
-    corpus do not belong together.
+    A run over an 18M-passage corpus needs a few hundred thousand of them (for XOR-TyDi JSON, R@kt, hard
+    negatives); this keeps only those in memory. Ids absent from the corpus are an error: the run (or
+    index) and the corpus do not belong together.
     """
-    texts: dict[str, str] = {}
+    found: dict[str, Passage] = {}
     for p in passages:
-        if p.id in ids:
-            texts[p.id] = p.text
-            if len(texts) == len(ids):
+        if p.id in ids and p.id not in found:
+            found[p.id] = p
+            if len(found) == len(ids):
                 break
-    missing = ids - texts.keys()
+    missing = ids - found.keys()
     if missing:
         raise XdrError(
             f"{len(missing)} passage ids of the run are not in the corpus (e.g. {min(missing)!r}); "
             "is it the corpus the index was built from?"
         )
-    return texts
+    return found
+
+
+def lookup_texts(passages: Iterable[Passage], ids: set[str]) -> dict[str, str]:
+    """The texts (without titles) of ``ids``; see :func:`lookup_passages`."""
+    return {i: p.text for i, p in lookup_passages(passages, ids).items()}

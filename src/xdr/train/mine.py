@@ -52,7 +52,7 @@ import numpy as np
 
 from xdr import __version__
 from xdr.artifacts import atomic_path, input_fingerprint, write_json_atomic
-from xdr.data import read_passages
+from xdr.data import lookup_passages, read_passages
 from xdr.data.schema import Passage, TrainingExample
 from xdr.encode import TextEncoder, encode_passages
 from xdr.errors import XdrError
@@ -190,22 +190,6 @@ def _bm25_rank(
     return _Ranked(ids, scores, pos_scores, info)
 
 
-def _lookup(passages: Iterable[Passage], ids: set[str]) -> dict[str, Passage]:
-    found: dict[str, Passage] = {}
-    for p in passages:
-        if p.id in ids and p.id not in found:
-            found[p.id] = p
-            if len(found) == len(ids):
-                break
-    missing = ids - found.keys()
-    if missing:
-        raise XdrError(
-            f"{len(missing)} passage ids of the index are not in the corpus (e.g. {min(missing)!r}); "
-            "was the index built from this corpus?"
-        )
-    return found
-
-
 def _passage_json(p: Passage, score: float | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {"docid": p.id, "title": p.title, "text": p.text}
     if score is not None:
@@ -278,7 +262,7 @@ def mine_hard_negatives(
         ranked = _dense_rank(exs, texts, corpus_src, corpus_format, encoder, index, work_dir, depth,
                              batch_size, progress)
         needed = {d for row in ranked.ids for d in row}
-        texts_of = _lookup(_stream_corpus(corpus_src, corpus_format), needed)
+        texts_of = lookup_passages(_stream_corpus(corpus_src, corpus_format), needed)
     else:
         settings = bm25 or BM25Settings()
         passages = list(_stream_corpus(corpus_src, corpus_format))
