@@ -1,0 +1,313 @@
+"""Dual-encoder training throughput: xdr's trainer path against a plain PyTorch/transformers loop.
+
+Both systems train the same random-weight BERT (mBERT vocabulary size, 119,547; no download) on the same
+synthetic batches in one process: random token ids, every query exactly ``--query-len`` tokens (32) and
+every passage exactly ``--passage-len`` tokens (128), ``--batch`` queries (128) each with 1 positive and
+``--negatives`` hard negatives (7), so each query is scored against ``batch · (1 + negatives)`` passages
+(1,024): InfoNCE over in-batch and hard negatives, dot product, scale 1, CLS pooling, AdamW, bf16 autocast on
+CUDA (fp32 on CPU).
+
+1. ``xdr``: the sentence-transformers model and loss that ``xdr.train.dual.train_dual_encoder`` builds
+   (:func:`~xdr.train.dual.build_sentence_transformer`, :func:`~xdr.train.dual.make_loss` with ``mnrl``,
+   ``dot``, scale 1), stepped as ``SentenceTransformerTrainer`` steps it: ``model.train()``, bf16 autocast,
+   ``loss(features, labels)`` (sentence-transformers merges the passage columns into one forward),
+   backward, grad-norm clipping at 1.0 (the Trainer's default ``max_grad_norm``), AdamW (fused on CUDA,
+   the Trainer's default ``adamw_torch_fused``), linear LR schedule, ``zero_grad``. The Trainer itself
+   (dataloader, collator/tokenizer, logging, checkpoint saves) is *not* driven: the tokenizer cost is
+   absent with pre-tokenised ids, and the bookkeeping would only blur the model+loss+optimizer timing.
+2. ``plain``: ``BertModel`` (no pooler) forward on the query batch and on the passage batch, CLS vectors,
+   ``scores = q @ p.T`` (batch × batch·(1+negatives)), cross-entropy with target ``i`` (positives first, as in MNRL),
+   backward, AdamW step (no clipping, no scheduler).
+
+Both start from the same weights. Rounds alternate the order of the systems; ``--warmup`` steps per
+system are excluded; ``torch.cuda.synchronize()`` brackets every timed block.
+
+FLOPs per training step (useful work; each weight does a multiply and an add per token forward, twice
+that backward, hence 6):
+    FLOPs = 6 · P · T  +  12 · layers · hidden · Σ L_i²
+P = non-embedding parameters of the encoder layers (no embeddings, no pooler), T = tokens in the step
+(batch·query_len + batch·(1+negatives)·passage_len), L_i each sequence's length; the attention term is the
+two attention matmuls (QKᵀ, AV: 4·L²·hidden per layer forward) times 3 for forward+backward. The score
+matrix and the loss are negligible and not counted. MFU = FLOPs · steps/s / peak, with peak = 989 TFLOP/s
+(H100 SXM dense bf16; ``--peak-tflops`` for other hardware; none is assumed for a CPU). Target: ≥ 40 %.
+
+The xQG paper's recipe (40 epochs over 15,250 XOR-TyDi training questions, batch 128 → 120 steps per
+epoch, 4,800 steps) is projected from each system's measured step time; it is only meaningful for the
+recipe's shape (``--size base --batch 128 --negatives 7``, CUDA), which the JSON says in ``recipe_match``.
+
+Run (CPU smoke test, kept in benchmarks/results/train_speed_cpu_tiny.json):
+    .venv/bin/python benchmarks/bench_train_speed.py --device cpu --size tiny --threads 1
+H100 run (defaults: batch 128, 7 negatives, 20 timed steps after 5 warm-up steps, 3 rounds):
+    python3 benchmarks/bench_train_speed.py --device cuda --size base
+The device machine has torch and transformers; it may lack sentence-transformers, which imports
+scikit-learn, scipy, datasets and accelerate at import time (checked here: blocking any of them breaks
+``import sentence_transformers``; Pillow is not needed). Install what is missing from wheels carried
+from here (match the device's Python; scipy, scikit-learn and datasets' pyarrow are large, mind the 64 MiB
+carry limit and fetch only what ``pip list`` there lacks):
+    .venv/bin/pip download -d wheels --only-binary=:all: --python-version 3.11 \
+        --platform manylinux2014_x86_64 sentence-transformers==6.2.0 datasets accelerate scikit-learn scipy
+    # on the device (xdr from src, no install needed):
+    pip install --no-index --find-links wheels sentence-transformers datasets accelerate
+    PYTHONPATH=src python3 benchmarks/bench_train_speed.py --device cuda --size base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from machine import machine_info
+
+REPO = Path(__file__).resolve().parents[1]
+H100_BF16_TFLOPS = 989.0
+MBERT_VOCAB = 119547
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+XQG_EPOCHS, XQG_QUESTIONS = 40, 15_250
+SIZES = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+}
+
+
+def random_bert_dir(out: Path, size: str) -> None:
+    """A random BERT (mBERT vocabulary size) with a minimal WordPiece tokenizer, which only has to load:
+    the benchmark feeds token ids directly."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = out / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + list("abcdefghijklmnopqrstuvwxyz")) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False, model_max_length=512).save_pretrained(out)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=MBERT_VOCAB, max_position_embeddings=512, **SIZES[size])).save_pretrained(out)
+
+
+def synthetic_batch(n: int, length: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """``n`` sequences of exactly ``length`` tokens: [CLS] random ids [SEP], no padding."""
+    ids = torch.randint(len(SPECIALS), MBERT_VOCAB, (n, length), generator=gen)
+    ids[:, 0], ids[:, -1] = SPECIALS.index("[CLS]"), SPECIALS.index("[SEP]")
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids, device=device),
+            "token_type_ids": torch.zeros_like(ids, device=device)}
+
+
+def layer_params(bert: torch.nn.Module) -> int:
+    return sum(p.numel() for p in bert.encoder.parameters())
+
+
+def step_flops(bert: torch.nn.Module, batch: int, negatives: int, q_len: int, p_len: int) -> float:
+    cfg = bert.config
+    n_p = batch * (1 + negatives)
+    tokens = batch * q_len + n_p * p_len
+    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * (batch * q_len**2 + n_p * p_len**2)
+    return float(6 * layer_params(bert) * tokens + attention)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--size", default=None, choices=list(SIZES), help="default: base on CUDA, tiny on CPU")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per system per round (20 CUDA, 8 CPU)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per system per round (5 CUDA, 3 CPU)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; the order of the systems alternates")
+    ap.add_argument("--batch", type=int, default=None, help="queries per step (128 CUDA, 8 CPU)")
+    ap.add_argument("--negatives", type=int, default=None, help="hard negatives per query (7 CUDA, 3 CPU)")
+    ap.add_argument("--query-len", type=int, default=32)
+    ap.add_argument("--passage-len", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    from transformers import BertModel, get_linear_schedule_with_warmup
+
+    from xdr.config import ModelSpec
+    from xdr.train.dual import build_sentence_transformer, make_loss
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        sys.exit("--device cuda but no GPU is visible")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = args.size or ("base" if cuda else "tiny")
+    steps = args.steps or (20 if cuda else 8)
+    warmup = args.warmup if args.warmup is not None else (5 if cuda else 3)
+    batch = args.batch or (128 if cuda else 8)
+    negatives = args.negatives if args.negatives is not None else (7 if cuda else 3)
+    n_passages = batch * (1 + negatives)
+    info = machine_info()
+
+    tmp = tempfile.TemporaryDirectory(prefix="xdr-bench-train-")
+    random_bert_dir(Path(tmp.name), size)
+    spec = ModelSpec(name=f"random-bert-{size}", path=tmp.name, pooling="cls", normalize=False,
+                     query_max_length=args.query_len, passage_max_length=args.passage_len)
+
+    # System 1: xdr's model and loss (as train_dual_encoder builds them), stepped as the Trainer does.
+    st = build_sentence_transformer(spec, device=str(device))
+    st_loss = make_loss(st, loss="mnrl", similarity="dot", scale=1.0)
+    # System 2: plain transformers model, same weights.
+    plain = BertModel.from_pretrained(tmp.name, add_pooling_layer=False, dtype=torch.float32).to(device)
+    bert_st = st[0].auto_model
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
+                                                 (bert_st.state_dict()[k] for k in plain.state_dict()),
+                                                 strict=True)), "the two systems start from different weights"
+
+    fused = {"fused": True} if cuda else {}
+    opt_st = torch.optim.AdamW(st.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, **fused)
+    sched_st = get_linear_schedule_with_warmup(opt_st, 0, 10_000)
+    opt_plain = torch.optim.AdamW(plain.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, **fused)
+
+    gen = torch.Generator().manual_seed(0)
+    n_batches = 4  # a few distinct batches, cycled, so no step sees the identical input twice running
+    data = [(synthetic_batch(batch, args.query_len, gen, device),
+             [synthetic_batch(batch, args.passage_len, gen, device) for _ in range(1 + negatives)])
+            for _ in range(n_batches)]
+    # plain: one passage tensor, positives first then negatives column by column (the MNRL layout), so
+    # query i's positive is passage i.
+    plain_data = [(q, {k: torch.cat([p[k] for p in ps]) for k in q}) for q, ps in data]
+    labels = torch.arange(batch, device=device)  # MNRL: positive of query i is column i
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+
+    def step_xdr(i: int) -> torch.Tensor:
+        q, ps = data[i % n_batches]
+        st.train()
+        with autocast:
+            loss = st_loss([q, *ps], None)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(st.parameters(), 1.0)
+        opt_st.step()
+        sched_st.step()
+        opt_st.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def step_plain(i: int) -> torch.Tensor:
+        q, p = plain_data[i % n_batches]
+        plain.train()
+        with autocast:
+            qv = plain(**q).last_hidden_state[:, 0]
+            pv = plain(**p).last_hidden_state[:, 0]
+            scores = (qv @ pv.T).float()
+            loss = torch.nn.functional.cross_entropy(scores, labels)
+        loss.backward()
+        opt_plain.step()
+        opt_plain.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    systems = {"xdr": step_xdr, "plain": step_plain}
+    times: dict[str, list[float]] = {k: [] for k in systems}
+    losses: dict[str, list[float]] = {k: [] for k in systems}
+    peak_mem: dict[str, int | None] = {k: None for k in systems}
+    counter = dict.fromkeys(systems, 0)
+    for r in range(args.rounds):
+        order = list(systems) if r % 2 == 0 else list(systems)[::-1]
+        for name in order:
+            fn = systems[name]
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            for _ in range(warmup):
+                fn(counter[name])
+                counter[name] += 1
+            sync(device)
+            t0 = time.perf_counter()
+            last = None
+            for _ in range(steps):
+                last = fn(counter[name])
+                counter[name] += 1
+            sync(device)
+            seconds = time.perf_counter() - t0
+            times[name].append(seconds)
+            losses[name].append(float(last))
+            if cuda:
+                peak_mem[name] = max(peak_mem[name] or 0, torch.cuda.max_memory_allocated())
+            print(f"round {r} {name:6s} {steps / seconds:8.3f} steps/s  {n_passages * steps / seconds:10.1f} "
+                  f"passages/s  step {1000 * seconds / steps:8.1f} ms  loss {float(last):.4f}", flush=True)
+
+    flops = step_flops(plain, batch, negatives, args.query_len, args.passage_len)
+    gpu = info["gpu"] or ""
+    peak = args.peak_tflops or (H100_BF16_TFLOPS if ("H100" in gpu or "H200" in gpu) else None)
+    steps_per_epoch = math.ceil(XQG_QUESTIONS / batch)
+    recipe_steps = XQG_EPOCHS * steps_per_epoch
+    recipe_match = cuda and size == "base" and batch == 128 and negatives == 7 \
+        and (args.query_len, args.passage_len) == (32, 128)
+    results: dict[str, Any] = {}
+    for name, ts in times.items():
+        step_s = statistics.median(ts) / steps
+        achieved = flops / step_s / 1e12
+        results[name] = {
+            "seconds_per_round": [round(t, 4) for t in ts],
+            "step_seconds_median": round(step_s, 5),
+            "steps_per_s": round(1 / step_s, 4),
+            "passages_per_s": round(n_passages / step_s, 1),
+            "queries_per_s": round(batch / step_s, 1),
+            "tokens_per_s": round((batch * args.query_len + n_passages * args.passage_len) / step_s, 1),
+            "achieved_tflops": round(achieved, 4),
+            "mfu": round(achieved / peak, 4) if peak else None,
+            "last_loss_per_round": [round(x, 4) for x in losses[name]],
+            "peak_gpu_memory_gib": round(peak_mem[name] / 2**30, 2) if peak_mem[name] else None,
+            "xqg_recipe_hours_at_this_shape": round(recipe_steps * step_s / 3600, 3),
+            "xqg_recipe_hours_one_gpu": round(recipe_steps * step_s / 3600, 3) if recipe_match else None,
+        }
+    results["ratio_xdr_over_plain_throughput"] = round(results["xdr"]["passages_per_s"]
+                                                       / results["plain"]["passages_per_s"], 4)
+    paired = [p / x for x, p in zip(times["xdr"], times["plain"], strict=True)]
+    results["ratio_per_round"] = [round(v, 4) for v in paired]
+    info["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report = {
+        "benchmark": "train_speed",
+        "status": "GPU run" if cuda else "CPU smoke test only: GPU figures pending (run the H100 command "
+                                         "in the docstring); CPU throughput, MFU and hours are not the target",
+        "model": spec.name,
+        "model_config": SIZES[size] | {"vocab_size": MBERT_VOCAB},
+        "non_embedding_params": layer_params(plain),
+        "dtype": "bfloat16 autocast, fp32 master weights" if cuda else "float32",
+        "settings": {"device": str(device), "size": size, "batch_queries": batch, "negatives_per_query": negatives,
+                     "passages_per_step": n_passages, "query_len": args.query_len,
+                     "passage_len": args.passage_len, "warmup_steps": warmup, "timed_steps": steps,
+                     "rounds": args.rounds, "lr": args.lr, "threads": torch.get_num_threads(),
+                     "loss": "InfoNCE, in-batch + hard negatives, dot, scale 1, CLS pooling",
+                     "data": "synthetic random token ids, exact lengths, no padding, 4 batches cycled"},
+        "systems": {
+            "xdr": "xdr.train.dual.build_sentence_transformer + make_loss('mnrl', 'dot', 1.0); the "
+                   "SentenceTransformerTrainer step (autocast, backward, clip 1.0, AdamW"
+                   + (" fused" if cuda else "") + ", linear schedule) replayed without the Trainer's "
+                   "dataloader, tokenisation, logging and checkpointing",
+            "plain": "transformers BertModel (no pooler), CLS, q @ p.T, cross-entropy, AdamW"
+                     + (" fused" if cuda else "") + ", no clipping",
+        },
+        "results": results,
+        "model_flops_per_step": flops,
+        "flops_formula": "6*P_layers*tokens + 12*layers*hidden*sum(L_i^2) (fwd+bwd; P excludes embeddings "
+                         "and pooler; score matrix not counted)",
+        "peak_tflops": peak,
+        "mfu_target": 0.40,
+        "xqg_recipe": {"epochs": XQG_EPOCHS, "train_questions": XQG_QUESTIONS, "batch": batch,
+                       "steps_per_epoch": steps_per_epoch, "steps": recipe_steps,
+                       "recipe_match": recipe_match},
+        "machine": info,
+        "command": " ".join(shlex.quote(x) for x in [sys.executable, *sys.argv]),
+    }
+    out = args.out or REPO / "benchmarks" / "results" / f"train_speed_{device.type}_{size}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
