@@ -1,0 +1,390 @@
+"""Fine-tuning on synthetic (SWIM-IR-style) vs human queries, cross-validated on XQuAD-R by article.
+
+    python experiments/train_xquad_r.py --shared ../shared/data --generated runs/generate/xquad-r
+    python experiments/train_xquad_r.py --smoke          # 1 fold of 2 test articles, 2 steps, writes runs/ only
+
+The 48 articles of XQuAD-R (the "AAA" of paragraph ids "AAA-PP") are shuffled with --seed and dealt into
+--folds folds; each fold is tested once by a model trained on the other folds, so no test paragraph or
+question (in any language) is seen in training. Starting point: me5-small (mean pooling, normalised,
+passages <= 256 tokens, title + text as the trainer joins them). Conditions:
+
+* ``none``: me5-small as is;
+* ``human``: the train folds' human questions in de, el, es, hi, tr, vi, each paired with its English
+  paragraph;
+* ``synthetic``: the kept rows of a generate artifact (--generated) whose docid is a train-fold paragraph,
+  at most --synthetic-per-lang per (paragraph, language), in whatever languages the artifact holds;
+* ``both``: human + synthetic.
+
+Hard negatives (--negatives per query) are train-fold paragraphs other than the positive: the base model's
+top-scored ones (--hard-negatives base, default) or random ones. Training is InfoNCE with in-batch and hard
+negatives, cosine x 20 (E5's tau = 0.05); each (condition, fold) is a resumable train artifact in
+--work/<condition>/fold<k> (a finished one returns at once), and each fold's top-100 ranking is cached next
+to it. Each fold's test queries (all six languages) are ranked against the FULL 240-paragraph pool (not only
+the test fold's paragraphs: the other paragraphs are distractors, as at test time). Fold reports are merged
+into one per condition (every query is tested exactly once) and compared per language with R@1, RR@10 and
+R@300t: each condition against ``none`` and synthetic/both against human (paired t-test and Wilcoxon, Holm).
+
+--synthetic-sizes 500,1000,... trains extra ``synthetic-n<size>`` models on nested random subsets of each
+fold's synthetic pairs and plots macro RR@10 / R@1 against the number of pairs. --xqg additionally folds
+the generated queries of every pool paragraph into the index of each model (mean fusion, alpha 0.3,
+re-normalised, generated queries encoded as queries at <= 32 tokens) and reports ``<condition>+xqg``.
+
+Writes docs/results/training.md, .json and .png (smoke: runs/train-xquad-r-smoke/). Without --generated,
+the smoke run makes a tiny fake generate artifact under its work dir so the synthetic path is exercised;
+the full run skips synthetic/both when --generated is missing.
+
+TODO: --translations (alignment pairs from xor-tydi/question_translations, dropping rows whose source
+question is an XOR dev question) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from xdr.augment import fuse
+from xdr.data.schema import Passage, Query, TrainingExample
+from xdr.data.squad import read_xquad_r
+from xdr.evaluate import Report, evaluate
+from xdr.langs import XQUAD_R_DEV_LANGS
+from xdr.models.encoder import Encoder
+from xdr.models.registry import resolve_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURES = ["R@1", "RR@10"]
+BUDGETS = [300]
+TOP = 100
+XQG_ALPHA = 0.3
+
+
+def article(pid: str) -> str:
+    return pid.split("-", 1)[0]
+
+
+def make_folds(articles: Sequence[str], k: int, seed: int) -> list[list[str]]:
+    order = sorted(articles)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::k]) for i in range(k)]
+
+
+def digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+
+def cached(path: Path, make: Callable[[], np.ndarray]) -> np.ndarray:
+    if path.exists():
+        return np.load(path)
+    arr = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr)
+    return arr
+
+
+class FakeGenerator:
+    """Smoke only: a trivial "question" per (paragraph, language) from the paragraph's first words."""
+
+    name = "fake"
+    config: ClassVar[dict[str, Any]] = {"kind": "fake-smoke", "version": 1}
+
+    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
+        return [[f"[{lang}] {' '.join(p.text.split()[k:k + 8])}?" for k in range(n)] for p in passages]
+
+
+def read_synthetic(generated: Path, cap: int) -> list[Query]:
+    """Kept generated queries as Query records with id ``docid::lang::k``, at most ``cap`` per (docid, lang)."""
+    from xdr.generate.store import read_generated
+
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for g in read_generated(generated):
+        if not g.query:
+            continue
+        n = seen.get((g.docid, g.lang), 0)
+        if n >= cap:
+            continue
+        seen[(g.docid, g.lang)] = n + 1
+        out.append(Query(f"{g.docid}::{g.lang}::{g.k}", g.lang, g.query))
+    return out
+
+
+class StepTimer:
+    """A TrainerCallback that records the wall time of every optimizer step."""
+
+    def __new__(cls) -> Any:
+        from transformers import TrainerCallback
+
+        class _Timer(TrainerCallback):
+            def __init__(self) -> None:
+                self.times: list[float] = []
+                self._t = 0.0
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                self._t = time.perf_counter()
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                self.times.append(time.perf_counter() - self._t)
+
+        return _Timer()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--generated", type=Path, help="generate artifact with queries for the XQuAD-R pool")
+    ap.add_argument("--work", type=Path, help="default runs/train-xquad-r (smoke: runs/train-xquad-r-smoke)")
+    ap.add_argument("--out", type=Path, help="output stem; default docs/results/training (smoke: under runs/)")
+    ap.add_argument("--conditions", default="none,human,synthetic,both")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps")
+    ap.add_argument("--negatives", type=int, default=1, help="hard negatives per query")
+    ap.add_argument("--hard-negatives", choices=["base", "random"], default="base")
+    ap.add_argument("--scale", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--synthetic-per-lang", type=int, default=3, help="cap per (paragraph, language)")
+    ap.add_argument("--synthetic-sizes", default="", help="comma list: extra synthetic runs on subsets")
+    ap.add_argument("--xqg", action="store_true", help="also evaluate each model with xQG augmentation")
+    ap.add_argument("--smoke", action="store_true", help="1 fold of 2 test articles, 2 steps, no plot, runs/ only")
+    a = ap.parse_args()
+
+    work = a.work or ROOT / "runs" / ("train-xquad-r-smoke" if a.smoke else "train-xquad-r")
+    out = a.out or (work / "training" if a.smoke else ROOT / "docs" / "results" / "training")
+    max_steps = 2 if a.smoke else a.max_steps
+    conditions = [c for c in a.conditions.split(",") if c]
+    sizes = [int(s) for s in a.synthetic_sizes.split(",") if s]
+
+    data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
+    corpus, qrels = data.corpus, data.qrels
+    pid = [p.id for p in corpus]
+    by_id = {p.id: p for p in corpus}
+    texts = {p.id: p.text for p in corpus}  # what R@300t tokenizes
+    folds = make_folds({article(p) for p in pid}, a.folds, a.seed)
+    # (test articles, train articles) per fold; smoke: 2 test articles, 2 train articles
+    splits = [(f, sorted(x for g in folds if g is not f for x in g)) for f in folds]
+    if a.smoke:
+        splits = [(folds[0][:2], folds[1][:2])]
+        folds = [folds[0][:2]]
+    queries = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang]]
+    para_of = {q.id: next(iter(qrels[q.id])) for q in queries}
+
+    generated = a.generated
+    if generated is None and a.smoke:
+        from xdr.generate import run_generation
+
+        generated = run_generation(corpus, FakeGenerator(), work / "fake-generated", langs=XQUAD_R_DEV_LANGS,
+                                   n=1, seed=a.seed, filters=None)
+    synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang) if generated else []
+    if not synthetic:
+        dropped = [c for c in conditions if c in ("synthetic", "both")]
+        if dropped:
+            print(f"no --generated queries: skipping {', '.join(dropped)}", flush=True)
+        conditions = [c for c in conditions if c not in dropped]
+        sizes = []
+    syn_para = {q.id: q.id.rsplit("::", 2)[0] for q in synthetic}
+    unknown = {d for d in syn_para.values() if d not in by_id}
+    if unknown:
+        print(f"warning: {len(unknown)} generated docids are not XQuAD-R paragraphs, e.g. {sorted(unknown)[:3]}")
+        synthetic = [q for q in synthetic if syn_para[q.id] in by_id]
+
+    spec = resolve_spec("me5-small", passage_max_length=256)
+    sep = spec.title_separator
+    base = Encoder.load(spec)
+    pvec0 = cached(work / "base" / f"passages-{digest(pid)}.npy",
+                   lambda: base.encode([p.joined(sep) for p in corpus], "passage", batch_size=16))
+
+    def base_queries(qs: list[Query], name: str) -> np.ndarray:
+        return cached(work / "base" / f"{name}-{digest([q.text for q in qs])}.npy",
+                      lambda: base.encode([q.text for q in qs], "query", batch_size=64))
+
+    def examples(qs: list[Query], positive: dict[str, str], train_rows: np.ndarray, name: str,
+                 rng: random.Random) -> list[TrainingExample]:
+        """Each query with its paragraph and --negatives train-fold paragraphs other than it."""
+        out_ = []
+        if a.hard_negatives == "base" and a.negatives:
+            scores = base_queries(qs, name) @ pvec0[train_rows].T
+            order = np.argsort(-scores, axis=1)[:, :a.negatives + 1]
+        for i, q in enumerate(qs):
+            pos = positive[q.id]
+            if a.hard_negatives == "base" and a.negatives:
+                negs = [pid[train_rows[j]] for j in order[i] if pid[train_rows[j]] != pos][:a.negatives]
+            else:
+                negs = rng.sample([pid[j] for j in train_rows if pid[j] != pos], a.negatives)
+            out_.append(TrainingExample(query=q, positives=(by_id[pos],), negatives=tuple(by_id[n] for n in negs)))
+        return out_
+
+    step_times: list[float] = []
+    gvecs: dict[str, np.ndarray] = {}
+
+    def rank(enc: Encoder | None, model_key: str, test: list[Query], xqg: bool) -> dict[str, list[str]]:
+        enc = enc or base
+        pv = pvec0 if enc is base else enc.encode([p.joined(sep) for p in corpus], "passage", batch_size=16)
+        if xqg:
+            enc32 = Encoder(enc.spec.model_copy(update={"query_max_length": 32}), enc.model, enc.tokenizer,
+                            enc.device)
+            if model_key not in gvecs:
+                gvecs[model_key] = enc32.encode([q.text for q in synthetic], "query", batch_size=64)
+            row = {p: i for i, p in enumerate(pid)}
+            owner = np.array([row[syn_para[q.id]] for q in synthetic])
+            pv = fuse(pv, owner, gvecs[model_key], XQG_ALPHA, "mean", renormalize=True)
+        tv = enc.encode([q.text for q in test], "query", batch_size=64)
+        top = np.argsort(-(tv @ pv.T), axis=1)[:, :TOP]
+        return {q.id: [pid[j] for j in top[i]] for i, q in enumerate(test)}
+
+    def train_fold(cond: str, k: int, train_articles: list[str], size: int | None) -> Path | None:
+        if cond == "none":
+            return None
+        train_rows = np.array([i for i, p in enumerate(pid) if article(p) in train_articles])
+        train_paras = {pid[i] for i in train_rows}
+        rng = random.Random(f"{a.seed}-{cond}-{k}")
+        exs: list[TrainingExample] = []
+        if cond in ("human", "both"):
+            hq = [q for q in queries if para_of[q.id] in train_paras]
+            exs += examples(hq, para_of, train_rows, f"human-fold{k}", rng)
+        if cond.startswith("synthetic") or cond == "both":
+            sq = [q for q in synthetic if syn_para[q.id] in train_paras]
+            if size is not None:
+                sq = random.Random(f"{a.seed}-sizes-{k}").sample(sq, len(sq))[:size]
+            exs += examples(sq, syn_para, train_rows, f"synthetic-fold{k}-{len(sq)}", rng)
+        random.Random(f"{a.seed}-shuffle-{cond}-{k}").shuffle(exs)
+        steps = max_steps or math.ceil(a.epochs * len(exs) / a.batch_size)
+        from xdr.train.dual import train_dual_encoder
+
+        timer = StepTimer()
+        t0 = time.perf_counter()
+        model = train_dual_encoder(
+            [exs], spec, work / cond / f"fold{k}", negatives_per_query=a.negatives, similarity="cos",
+            scale=a.scale, epochs=a.epochs, max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps),
+            batch_size=a.batch_size, seed=a.seed, save_steps=max(50, steps // 4), logging_steps=10,
+            callbacks=[timer],
+        )
+        step_times.extend(timer.times)
+        done = f" ({np.mean(timer.times):.1f} s/step over {len(timer.times)})" if timer.times else " (cached)"
+        print(f"{cond} fold{k}: {len(exs)} pairs, {steps} steps, {time.perf_counter() - t0:.0f} s{done}", flush=True)
+        return model
+
+    runs = [*conditions, *(f"synthetic-n{s}" for s in sizes)]
+    reports: dict[str, Report] = {}
+    counts: dict[str, int] = {}
+    for cond in runs:
+        size = int(cond.removeprefix("synthetic-n")) if cond.startswith("synthetic-n") else None
+        per_query: dict[str, dict[str, float]] = {}
+        per_query_x: dict[str, dict[str, float]] = {}
+        langs: dict[str, str] = {}
+        for k, (test_articles, train_articles) in enumerate(splits):
+            assert not set(test_articles) & set(train_articles)
+            test = [q for q in queries if article(para_of[q.id]) in test_articles]
+            test_qrels = {q.id: qrels[q.id] for q in test}
+            model = train_fold(cond, k, train_articles, size)
+            enc = None
+            for xqg in ([False, True] if a.xqg and synthetic else [False]):
+                tag = digest([*test_articles, cond, f"{generated}:{a.synthetic_per_lang}" if xqg else ""])
+                cache = work / cond / f"fold{k}" / f"ranking{'-xqg' if xqg else ''}-{tag}.json"
+                if cache.exists():
+                    ranked = json.loads(cache.read_text())
+                else:
+                    if model is not None and enc is None:
+                        from xdr.train.dual import trained_spec
+
+                        enc = Encoder.load(trained_spec(model, spec))
+                    ranked = rank(enc, f"{cond}/{k}", test, xqg)
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    cache.write_text(json.dumps(ranked))
+                rep = evaluate(ranked, test, qrels=test_qrels, passages=texts, measures=MEASURES,
+                               token_budgets=BUDGETS, name=cond)
+                target = per_query_x if xqg else per_query
+                for m, s in rep.per_query.items():
+                    target.setdefault(m, {}).update(s)
+                langs.update(rep.langs)
+        reports[cond] = Report(per_query, langs, cond)
+        if per_query_x:
+            reports[f"{cond}+xqg"] = Report(per_query_x, langs, f"{cond}+xqg")
+        meta = work / cond / "fold0" / "meta.json"
+        if meta.exists():
+            counts[cond] = json.loads(meta.read_text())["params"]["rows"]
+        print(f"{cond:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[cond].macro.items()), flush=True)
+        for name in (f"{cond}+xqg",):
+            if name in reports:
+                print(f"{name:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[name].macro.items()), flush=True)
+
+    write(a, out, folds, reports, counts, sizes, step_times, len(synthetic), generated)
+    return 0
+
+
+def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dict[str, Report],
+          counts: dict[str, int], sizes: list[int], step_times: list[float], n_syn: int,
+          generated: Path | None) -> None:
+    command = "python " + " ".join(sys.argv)
+    n_queries = len(next(iter(reports.values())).langs)
+    result = {
+        "setup": {"command": command, "folds": folds, "test_queries": n_queries, "synthetic_queries": n_syn,
+                  "generated": str(generated) if generated else None,
+                  "train_rows_fold0": counts, "seconds_per_step": float(np.mean(step_times)) if step_times else None,
+                  "args": {k: str(v) for k, v in vars(a).items()}},
+        "macro": {n: r.macro for n, r in reports.items()},
+        "per_language": {n: r.per_language for n, r in reports.items()},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    for r in reports.values():
+        r.to_json(out.parent / f"{out.name}-{r.name.replace('+', '-')}.report.json")
+    lines = [
+        "# Fine-tuning me5-small on synthetic vs human queries (XQuAD-R, cross-validated by article)",
+        "",
+        f"Made by `{command}`. {len(folds)} fold(s) over articles; {n_queries} test queries (de, el, es, hi, "
+        "tr, vi), each ranked once, by the model whose training folds exclude its article, against the full "
+        "240-paragraph English pool. Macro averages over languages.",
+        "",
+        "| condition | train pairs (fold 0) | " + " | ".join(next(iter(reports.values())).macro) + " |",
+        "|---|---:|" + "---:|" * (len(MEASURES) + len(BUDGETS)),
+    ]
+    for n, r in reports.items():
+        lines.append(f"| {n} | {counts.get(n, '')} | " + " | ".join(f"{v:.2f}" for v in r.macro.values()) + " |")
+    none = reports.get("none")
+    pairs = [(n, "none") for n in reports if n != "none" and none is not None]
+    pairs += [(n, "human") for n in ("synthetic", "both", "synthetic+xqg") if n in reports and "human" in reports]
+    for sys_name, base_name in pairs:
+        table = reports[sys_name].comparison_markdown(reports[base_name], digits=2)
+        lines += ["", f"## {sys_name} vs {base_name}", "", table]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if sizes and not a.smoke:
+        plot(reports, sizes, counts, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.md')}")
+
+
+def plot(reports: dict[str, Report], sizes: list[int], counts: dict[str, int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    xs = [counts.get(f"synthetic-n{s}", s) for s in sizes]
+    for m, color in (("RR@10", "C0"), ("R@1", "C1")):
+        ax.plot(xs, [reports[f"synthetic-n{s}"].macro[m] for s in sizes], marker="o", color=color,
+                label=f"synthetic {m}")
+        for ref, ls in (("none", ":"), ("human", "--")):
+            if ref in reports:
+                ax.axhline(reports[ref].macro[m], color=color, ls=ls, lw=1, label=f"{ref} {m}")
+    ax.set_xscale("log")
+    ax.set_xlabel("synthetic training pairs per fold")
+    ax.set_ylabel("macro score")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
