@@ -12,11 +12,12 @@ Rules, checked in this order (the first that applies is the reason):
   passage's words in a new order ("when was the Eiffel Tower built" against "the Eiffel Tower was
   built in 1889") shares few trigrams and is kept.
 - ``wrong_language``: the language identifier (py3langid, its model ships in the package) is confident
-  the output is in another language: some language outside the target's group of close languages
-  scores at least ``min_confidence`` (normalised probability). Outputs with fewer than
-  ``min_letters`` letters are not judged (too short to tell), nor are targets the identifier does not
-  know. Close languages (e.g. Indonesian/Malay, Norwegian/Danish, Croatian/Serbian/Bosnian) count as
-  the target, because the identifier cannot tell them apart on one short question.
+  the output is in another language: its best guess is outside the target's group of close languages
+  and either scores at least ``min_confidence`` (normalised probability) or leaves the target group
+  less than ``1 - min_confidence`` (probability spread over the wrong language's own neighbours).
+  Outputs with fewer than ``min_letters`` letters are not judged (too short to tell), nor are targets
+  the identifier does not know. Close languages (e.g. Indonesian/Malay, Norwegian/Danish,
+  Croatian/Serbian/Bosnian) count as the target: the identifier cannot tell them apart on one question.
 - ``duplicate``: the same normalised text as an earlier *kept* output of the same passage and language.
 """
 
@@ -106,8 +107,13 @@ def wrong_language(text: str, lang: str, settings: FilterSettings) -> bool:
     if lang not in identifier.labels:
         return False
     group = _close_group(lang)
-    other = next(p for label, p in identifier.rank(text) if label not in group)
-    return other >= settings.min_confidence
+    ranked = identifier.rank(text)
+    target = sum(p for label, p in ranked if label in group)
+    # The best guess alone decides only when it is confident; otherwise the mass may be spread over a
+    # wrong language's own neighbours (German 0.48 + Luxembourgish 0.33 for a German "Greek" question),
+    # so the question is whether the target language keeps any real share.
+    best, best_p = ranked[0]
+    return best not in group and (best_p >= settings.min_confidence or target < 1 - settings.min_confidence)
 
 
 class _PassageCopyCheck:
