@@ -46,11 +46,12 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from cache import cached
 
 from xdr.augment import fuse
 from xdr.data.schema import Passage, Query, TrainingExample
@@ -79,15 +80,6 @@ def make_folds(articles: Sequence[str], k: int, seed: int) -> list[list[str]]:
 
 def digest(texts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-
-
-def cached(path: Path, make: Callable[[], np.ndarray]) -> np.ndarray:
-    if path.exists():
-        return np.load(path)
-    arr = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr)
-    return arr
 
 
 class FakeGenerator:

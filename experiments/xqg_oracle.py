@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from cache import cached
 
 from xdr.augment import fuse
 from xdr.data.squad import read_xquad_r
@@ -55,15 +55,6 @@ def split_halves(qrels: dict[str, dict[str, int]], swap: bool = False) -> tuple[
         half = (len(ids) + 1) // 2
         generated.update(ids[half:] if swap else ids[:half])
     return para, generated
-
-
-def cached(path: Path, make: Callable[[], np.ndarray]) -> np.ndarray:
-    if path.exists():
-        return np.load(path)
-    arr = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr)
-    return arr
 
 
 def main() -> int:
