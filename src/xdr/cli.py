@@ -552,21 +552,50 @@ def augment(
     out.print(f"augmented embeddings: {path}")
 
 
-@app.command(epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64")
+@app.command(
+    "maxsim-store",
+    epilog="Example: xdr encode runs/gen --kind generated --out runs/gen-emb && "
+    "xdr maxsim-store runs/gen-emb --dtype int8 --out runs/gen-store",
+)
+def maxsim_store(
+    embeddings: Annotated[Path, typer.Argument(help="generated queries encoded by `xdr encode --kind generated`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="store directory (resumable)")],
+    dtype: Annotated[str, typer.Option(help="float16, int8 (per-vector scale) or pq")] = "float16",
+    pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8)")] = None,
+) -> None:
+    """Compress generated-query vectors into a memory-mapped store for max-sim re-ranking."""
+    from xdr.maxsim import build_store, store_info
+
+    path = build_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m)
+    info = store_info(path)
+    out.print(f"store: {path} ({info['passages']} passages, {info['vectors']} vectors, "
+              f"{info['duplicates_dropped']} duplicates dropped, {info['bytes_per_vector']} bytes/vector)")
+
+
+@app.command(
+    epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64\n\n"
+    "Example (multi-vector): xdr index runs/emb --with-generated runs/gen-store --out runs/idx-mv"
+)
 def index(
     embeddings: Annotated[Path, typer.Argument(help="directory written by `xdr encode`")],
     out_dir: Annotated[Path, typer.Option("--out", help="index directory")],
     factory: Annotated[str, typer.Option(help="FAISS factory: Flat (exact), HNSW32, IVF4096,PQ64")] = "Flat",
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="build on the GPU when FAISS has one")] = True,
+    with_generated: Annotated[Path | None, typer.Option(
+        help="a `xdr maxsim-store`: index its vectors too, grouped back into passages")] = None,
+    beta: Annotated[float, typer.Option(help="multi-vector score: s + beta * max over generated queries")] = 0.5,
 ) -> None:
-    """Build a FAISS inner-product index over encoded passages."""
+    """Build a FAISS inner-product index over encoded passages (and their generated queries)."""
     from xdr.index import build_index
 
-    out.print(f"index: {build_index(embeddings, out_dir, factory=factory, use_gpu=gpu)}")
+    path = build_index(embeddings, out_dir, factory=factory, use_gpu=gpu, generated=with_generated, beta=beta)
+    out.print(f"index: {path}")
 
 
 @app.command(
-    epilog="Example: xdr search runs/idx queries.jsonl --corpus corpus.jsonl --k 100 --out runs/run --show 3"
+    epilog="Example: xdr search runs/idx queries.jsonl --corpus corpus.jsonl --k 100 --out runs/run --show 3\n\n"
+    "Example (max-sim re-ranking): xdr search runs/idx queries.jsonl --rerank maxsim --store runs/gen-store "
+    "--beta 0.5 --rerank-k 100 --out runs/run-maxsim"
 )
 def search(
     index_dir: Annotated[Path, typer.Argument(help="directory written by `xdr index`")],
@@ -580,22 +609,38 @@ def search(
     device: DeviceOpt = None,
     query_prefix: QPrefixOpt = None,
     query_max_length: QLenOpt = None,
+    rerank: Annotated[str | None, typer.Option(help="maxsim: re-score candidates with --store")] = None,
+    store: Annotated[Path | None, typer.Option(help="a `xdr maxsim-store` for --rerank maxsim")] = None,
+    rerank_k: Annotated[int, typer.Option(help="first-stage candidates re-ranked")] = 100,
+    beta: Annotated[float | None, typer.Option(help="max-sim weight (default 0.5, or the index's)")] = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.data import read_passages, read_queries
     from xdr.index import load_index
+    from xdr.maxsim import search_rerank
     from xdr.models.encoder import Encoder
     from xdr.search import search as run_search
     from xdr.search import write_trec, write_xor_json
 
+    if rerank not in (None, "maxsim"):
+        raise XdrError(f"--rerank: the one re-ranker is maxsim, not {rerank!r}")
+    if (rerank is None) != (store is None):
+        raise XdrError("--rerank maxsim and --store go together")
     idx = load_index(index_dir)
+    if beta is not None and rerank is None:
+        idx.configure(beta=beta)
     overrides = {"query_prefix": query_prefix, "query_max_length": query_max_length}
     if model is None:
         spec = idx.spec.model_copy(update={k_: v for k_, v in overrides.items() if v is not None})
     else:
         spec = _spec(model, **overrides)
     qs = list(read_queries(queries))
-    run = run_search(idx, qs, Encoder.load(spec, device=device), k=k, batch_size=batch_size, progress=True)
+    encoder = Encoder.load(spec, device=device)
+    if store is not None:
+        run = search_rerank(idx, qs, encoder, store, k=k, rerank_k=rerank_k, beta=0.5 if beta is None else beta,
+                            batch_size=batch_size, progress=True)
+    else:
+        run = run_search(idx, qs, encoder, k=k, batch_size=batch_size, progress=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trec(run, out_dir / "run.trec")
     out.print(f"run: {out_dir / 'run.trec'}")

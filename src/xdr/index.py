@@ -6,6 +6,9 @@ Layout of an index directory::
                   the embedding store it came from; after the build also "ntotal"
     index.faiss   the CPU FAISS index (moved to a GPU at load time when one is there)
     ids.txt       the passage id of each index row, one per line, in row order
+    generated_offsets.npy   multi-vector indexes only (`--with-generated`): int64 [passages + 1]; the
+                  passages' rows come first, then their generated-query rows, grouped back by
+                  ``xdr.maxsim.MultiVector``
     _DONE
 
 The index is one file rather than shards, so a killed build simply starts over; both files appear
@@ -16,20 +19,34 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import faiss
 import numpy as np
 import pyarrow as pa
 
-from xdr.artifacts import atomic_path, is_done, mark_done, require_done, start_artifact, update_meta
+from xdr.artifacts import (
+    atomic_path,
+    is_done,
+    mark_done,
+    require_done,
+    shard_name,
+    start_artifact,
+    update_meta,
+)
 from xdr.config import ModelSpec
-from xdr.encode import iter_shards, open_ids, read_ids, row_progress, store_meta, write_ids
+from xdr.encode import IDS_SUFFIX, iter_shards, open_ids, read_ids, row_progress, store_meta, write_ids
 from xdr.errors import MismatchError, XdrError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from xdr.maxsim import GeneratedStore, MultiVector
 
 Metric = Literal["ip", "l2"]
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.txt"
+OFFSETS_FILE = "generated_offsets.npy"
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
@@ -53,7 +70,7 @@ def _to_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
         return index, False
 
 
-def _training_sample(emb_dir: Path, rows: int, size: int, seed: int) -> np.ndarray:
+def training_sample(emb_dir: Path, rows: int, size: int, seed: int) -> np.ndarray:
     """A uniform sample of rows, gathered shard by shard so that only the sample is held in memory."""
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(size, rows), replace=False))
     parts, offset = [], 0
@@ -74,17 +91,29 @@ def build_index(
     seed: int = 0,
     use_gpu: bool = True,
     progress: bool = True,
+    generated: str | Path | None = None,
+    beta: float = 0.5,
 ) -> Path:
     """Build a FAISS index over an embedding store, adding it shard by shard.
 
     ``factory`` is a FAISS index_factory string: "Flat" is exact search, "IVF4096,PQ64" or "HNSW32" trade
     recall for speed and memory. Indexes that need training (IVF, PQ) are trained on a uniform sample of
-    ``train_sample`` rows; FAISS wants at least 39 per IVF list.
+    ``train_sample`` rows; FAISS wants at least 39 per IVF list. ``generated``, a max-sim store
+    (`xdr maxsim-store`), adds the passages' generated-query vectors as rows of their own: a multi-vector
+    index whose search groups rows back into passages, scored ``s + beta * max`` (see ``xdr.maxsim``).
     """
     emb_dir, out = Path(emb_dir), Path(out_dir)
     emb_meta = store_meta(emb_dir)
     if metric not in _METRICS:
         raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+    store = None
+    if generated is not None:
+        from xdr.maxsim import GeneratedStore
+
+        store = GeneratedStore(generated)
+        store.check_space(ModelSpec(**emb_meta["params"]["model"]), f"the passage embeddings {emb_dir}")
+        if metric != "ip":
+            raise XdrError("a multi-vector index adds inner products of passages and generated queries; use ip")
     enc = emb_meta["params"]
     dim = enc["dim"]
     params = {
@@ -97,6 +126,9 @@ def build_index(
         "embeddings": {"path": str(emb_dir.resolve()), "kind": enc["kind"], "rows": emb_meta["rows"],
                        "source": enc["source"]},
     }
+    if store is not None:
+        params["generated"] = {"path": str(store.path.resolve()), "vectors": store.vectors, "dtype": store.dtype}
+        params["beta"] = beta
     start_artifact(out, "index", params)
     if is_done(out):
         return out
@@ -106,7 +138,7 @@ def build_index(
         raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
     index, on_gpu = _to_gpu(index, use_gpu)
     if not index.is_trained:
-        sample = _training_sample(emb_dir, emb_meta["rows"], train_sample, seed)
+        sample = training_sample(emb_dir, emb_meta["rows"], train_sample, seed)
         try:
             index.train(sample)
         except RuntimeError as e:
@@ -119,6 +151,8 @@ def build_index(
                 index.add(emb)
                 write_ids(id_file, ids)
                 bar.advance(task, len(ids))
+            if store is not None:
+                _add_generated(index, store, emb_dir, out, bar)
         index = faiss.index_gpu_to_cpu(index) if on_gpu else index
         faiss.write_index(index, str(index_tmp))
     update_meta(out, ntotal=index.ntotal)
@@ -126,17 +160,36 @@ def build_index(
     return out
 
 
+def _add_generated(index: faiss.Index, store: GeneratedStore, emb_dir: Path, out: Path, bar: Progress) -> None:
+    """Add the store's vectors after all passage rows, in passage order, and record each passage's share."""
+    from xdr.maxsim import generated_for_passages
+
+    shards = store_meta(emb_dir)["shards"]
+    passage_ids = (read_ids(emb_dir / shard_name(i, IDS_SUFFIX)).to_pylist() for i in range(shards))
+    task = bar.add_task("index generated queries", total=store.vectors)
+    counts = []
+    for c, vecs in generated_for_passages(store, passage_ids):
+        index.add(vecs)
+        counts.append(c)
+        bar.advance(task, len(vecs))
+    offsets = np.concatenate(([0], np.cumsum(np.concatenate(counts)))).astype(np.int64)
+    with atomic_path(out / OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, offsets)
+
+
 class DenseIndex:
     """A FAISS index together with the ids of its rows and the model spec its vectors came from."""
 
     def __init__(
         self, index: faiss.Index, ids: pa.LargeStringArray, spec: ModelSpec, metric: Metric, factory: str,
-        path: Path, on_gpu: bool,
+        path: Path, on_gpu: bool, multi: MultiVector | None = None,
     ) -> None:
-        if len(ids) != index.ntotal:
-            raise XdrError(f"{path}: {IDS_FILE} has {len(ids)} ids for {index.ntotal} vectors; rebuild it")
+        rows = len(ids) + (int(multi.offsets[-1]) if multi is not None else 0)
+        if rows != index.ntotal:
+            raise XdrError(f"{path}: {IDS_FILE} and {OFFSETS_FILE} give {rows} rows for {index.ntotal} vectors; "
+                           "rebuild it")
         self.index, self.spec, self.metric, self.factory, self.path = index, spec, metric, factory, path
-        self._ids, self._on_gpu = ids, on_gpu
+        self._ids, self._on_gpu, self.multi = ids, on_gpu, multi
 
     @property
     def dim(self) -> int:
@@ -146,8 +199,17 @@ class DenseIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def configure(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
-        """Set the speed/recall knobs: IVF lists probed (``nprobe``) and HNSW beam width (``ef_search``)."""
+    def configure(
+        self, *, nprobe: int | None = None, ef_search: int | None = None, beta: float | None = None,
+        rows_per_passage: int | None = None,
+    ) -> None:
+        """Set the speed/recall knobs: IVF lists probed (``nprobe``), HNSW beam width (``ef_search``) and,
+        for a multi-vector index, the max-sim weight ``beta`` and the rows retrieved per passage wanted."""
+        if beta is not None or rows_per_passage is not None:
+            if self.multi is None:
+                raise XdrError(f"{self.path}: beta and rows_per_passage apply to multi-vector indexes only")
+            self.multi.beta = self.multi.beta if beta is None else beta
+            self.multi.rows_per_passage = rows_per_passage or self.multi.rows_per_passage
         space = faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
         for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
             if value is None:
@@ -172,7 +234,11 @@ class DenseIndex:
             )
         if k <= 0:
             raise XdrError(f"k must be positive (got {k})")
-        scores, labels = self.index.search(q, min(k, self.ntotal))
+        if self.multi is not None:  # rows to passages
+            scores, labels = self.index.search(q, min(k * self.multi.rows_per_passage, self.ntotal))
+            scores, labels = self.multi.group(scores, labels, k)
+        else:
+            scores, labels = self.index.search(q, min(k, self.ntotal))
         if self.metric == "l2":
             np.negative(scores, out=scores)
         missing = labels < 0
@@ -192,9 +258,14 @@ def load_index(
         raise XdrError(f"{d}: is a {meta.get('stage')} artifact, not an index")
     params = meta["params"]
     index, on_gpu = _to_gpu(faiss.read_index(str(d / INDEX_FILE)), use_gpu)
+    multi = None
+    if "generated" in params:
+        from xdr.maxsim import MultiVector
+
+        multi = MultiVector(np.load(d / OFFSETS_FILE), params["beta"])
     dense = DenseIndex(
         index, read_ids(d / IDS_FILE), ModelSpec(**params["model"]), params["metric"], params["factory"], d,
-        on_gpu,
+        on_gpu, multi,
     )
     dense.configure(nprobe=nprobe, ef_search=ef_search)
     return dense

@@ -1,0 +1,511 @@
+"""Generated-query vectors as a max-sim signal (#5): a compressed store, re-ranking, multi-vector grouping.
+
+    score(q, p) = s(q, p) + beta * max_i s(q, g_i)
+
+where ``g_i`` are the vectors of the queries generated for passage ``p``. A passage without generated
+queries uses ``s(q, p)`` in place of the max term, so it is neither rewarded nor punished for having
+none. Where fusion (`xdr augment`) averages the queries into one vector, max-sim lets the single
+generated query closest to the test query speak, which is what a same-language paraphrase gives.
+
+Layout of a store (`xdr maxsim-store`)::
+
+    meta.json              stage "maxsim-store"; params: model spec, dim, dtype, pq_m, train_sample,
+                           seed, source; after the build also passages, vectors, duplicates_dropped,
+                           bytes_per_vector
+    pq.faiss               the trained product quantizer (dtype "pq" only), written before any shard
+    part-00000.ids.txt     docids of the shard's passages, in the input (corpus) order
+    part-00000.counts.npy  int32 [passages]: vectors per passage
+    part-00000.scales.npy  float32 [vectors]: each vector's scale (dtype "int8" only)
+    part-00000.codes.npy   float16 [vectors, dim] | int8 [vectors, dim] | uint8 PQ codes [vectors, pq_m];
+                           written last, so a shard is complete when it exists
+    keys.npy, rows.npy     sorted 64-bit hashes of the docids and their passage numbers: the lookup
+    _DONE
+
+Store shard ``i`` comes from input shard ``i`` of a ``--kind generated`` embedding artifact (ids
+``docid::lang::k``), so memory is bounded by one shard; a passage whose queries run on into the next
+input shard is carried over to that shard's output. Codes are memory-mapped when read, so a store of
+630M vectors costs the reader only the pages it touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import faiss
+import numpy as np
+
+from xdr.artifacts import (
+    atomic_path,
+    is_done,
+    mark_done,
+    read_meta,
+    require_done,
+    shard_name,
+    start_artifact,
+    update_meta,
+)
+from xdr.augment import split_generated_id
+from xdr.config import ModelSpec
+from xdr.encode import IDS_SUFFIX, VECTORS_SUFFIX, open_ids, read_ids, row_progress, store_meta, write_ids
+from xdr.errors import DataError, MismatchError, XdrError
+
+if TYPE_CHECKING:
+    from xdr.data.schema import Query
+    from xdr.encode import TextEncoder
+    from xdr.index import DenseIndex
+    from xdr.search import Run
+
+STAGE = "maxsim-store"
+StoreDType = Literal["float16", "int8", "pq"]
+DTYPES: tuple[str, ...] = ("float16", "int8", "pq")
+PQ_FILE = "pq.faiss"
+KEYS_FILE, ROWS_FILE = "keys.npy", "rows.npy"
+COUNTS, SCALES, CODES = ".counts.npy", ".scales.npy", ".codes.npy"
+DUPLICATE_COSINE = 1.0 - 1e-5  # the same text encoded twice; distinct paraphrases sit far below
+
+
+def docid_keys(docids: Iterable[str]) -> np.ndarray:
+    """Stable 64-bit hashes (blake2b) of docids: the store's lookup holds 8 bytes per passage, not a string."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8).digest(), "little") for d in docids],
+        dtype=np.uint64,
+    )
+
+
+class _Codec:
+    """Turns float32 vectors into the store's codes and back."""
+
+    def __init__(self, dtype: str, dim: int, pq: faiss.ProductQuantizer | None = None) -> None:
+        if dtype not in DTYPES:
+            raise XdrError(f"unknown store dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.dtype, self.dim, self.pq = dtype, dim, pq
+
+    @property
+    def bytes_per_vector(self) -> int:
+        if self.dtype == "float16":
+            return 2 * self.dim
+        if self.dtype == "int8":
+            return self.dim + 4  # + the float32 scale
+        assert self.pq is not None
+        return int(self.pq.code_size)
+
+    def encode(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.dtype == "float16":
+            return v.astype(np.float16), None
+        if self.dtype == "int8":  # one scale per vector: needs no pass over the data before the first shard
+            scale = np.maximum(np.abs(v).max(axis=1), 1e-12).astype(np.float32) / 127.0
+            return np.rint(v / scale[:, None]).astype(np.int8), scale
+        assert self.pq is not None
+        return self.pq.compute_codes(np.ascontiguousarray(v, dtype=np.float32)), None
+
+    def decode(self, codes: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+        if self.dtype == "float16":
+            return codes.astype(np.float32)
+        if self.dtype == "int8":
+            assert scales is not None
+            return codes.astype(np.float32) * scales[:, None]
+        assert self.pq is not None
+        return self.pq.decode(np.ascontiguousarray(codes))
+
+
+def _owners(ids: list[str], path: Path) -> list[str]:
+    """The passage of each generated-query id, or a DataError naming the id file and line."""
+    try:
+        return [split_generated_id(q)[0] for q in ids]
+    except ValueError:
+        line = next(n for n, q in enumerate(ids, 1) if q.count("::") < 2)
+        raise DataError(path, line, "id", f"{ids[line - 1]!r} is not a generated-query id (docid::lang::k); "
+                        "encode the generate artifact with `xdr encode GEN --kind generated`") from None
+
+
+def _distinct(v: np.ndarray) -> np.ndarray:
+    """Mask of the vectors that repeat no earlier one (cosine >= 1 - 1e-5): duplicate queries change no
+    max, so they only cost bytes (and rows of a multi-vector index)."""
+    u = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return ~np.triu(u @ u.T >= DUPLICATE_COSINE, k=1).any(axis=0)
+
+
+def _train_pq(src: Path, out: Path, dim: int, m: int, train_sample: int, seed: int) -> faiss.ProductQuantizer:
+    """Train the product quantizer on a uniform sample once; a resumed build reads it back."""
+    path = out / PQ_FILE
+    if path.exists():
+        return faiss.read_ProductQuantizer(str(path))
+    from xdr.index import training_sample
+
+    sample = training_sample(src, store_meta(src)["rows"], train_sample, seed)
+    pq = faiss.ProductQuantizer(dim, m, 8)
+    if len(sample) < 256:
+        raise XdrError(f"{src}: PQ needs at least 256 vectors to train its 256 centroids; it has {len(sample)}")
+    pq.train(np.ascontiguousarray(sample, dtype=np.float32))
+    with atomic_path(path) as tmp:
+        faiss.write_ProductQuantizer(pq, str(tmp))
+    return pq
+
+
+def build_store(
+    emb_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    dtype: StoreDType = "float16",
+    pq_m: int | None = None,
+    train_sample: int = 100_000,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Compress a ``--kind generated`` embedding artifact into a max-sim store, resuming an unfinished one.
+
+    Identical queries of a passage are stored once. ``dtype`` "pq" keeps ``pq_m`` bytes per vector
+    (default dim / 8; dim must be a multiple), trained on ``train_sample`` vectors.
+    """
+    src, out = Path(emb_dir), Path(out_dir)
+    meta = store_meta(src)
+    p = meta["params"]
+    if p["kind"] != "query":
+        raise XdrError(f"{src}: holds {p['kind']} embeddings; generated queries must be encoded as queries "
+                       "(`xdr encode GENERATED --kind generated`)")
+    dim = int(p["dim"])
+    if dtype not in DTYPES:
+        raise XdrError(f"unknown store dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "pq":
+        pq_m = pq_m or max(1, dim // 8)
+        if dim % pq_m:
+            raise XdrError(f"pq_m must divide the dimension {dim}; got {pq_m}")
+    else:
+        pq_m = None
+    params = {
+        "model": p["model"], "dim": dim, "dtype": dtype, "pq_m": pq_m,
+        "train_sample": train_sample if dtype == "pq" else None, "seed": seed,
+        "source": {"path": str(src.resolve()), "rows": meta["rows"], "source": p["source"]},
+    }
+    start_artifact(out, STAGE, params)
+    if is_done(out):
+        return out
+    for stale in out.glob(".*.tmp"):  # temp files of a killed run
+        stale.unlink()
+    pq = _train_pq(src, out, dim, pq_m, train_sample, seed) if pq_m else None
+    codec = _Codec(dtype, dim, pq)
+
+    n_shards = meta["shards"]
+    carry_docs: list[str] = []
+    carry = np.empty((0, dim), np.float32)
+    with row_progress(progress) as bar:
+        task = bar.add_task(f"maxsim store ({dtype})", total=meta["rows"])
+        for i in range(n_shards):
+            ids_path = src / shard_name(i, IDS_SUFFIX)
+            docs = carry_docs + _owners(read_ids(ids_path).to_pylist(), ids_path)
+            vecs = np.load(src / shard_name(i, VECTORS_SUFFIX), mmap_mode="r")
+            if len(docs) != len(carry) + len(vecs):
+                raise XdrError(f"{src}: shard {i} has {len(docs) - len(carry)} ids but {len(vecs)} vectors")
+            # the last passage may go on in the next shard: hold it back, except after the last shard
+            cut = len(docs)
+            if i < n_shards - 1:
+                while cut > 0 and docs[cut - 1] == docs[-1]:
+                    cut -= 1
+            if (out / shard_name(i, CODES)).exists():  # done by a killed run: only its carry is needed
+                if read_ids(out / shard_name(i, IDS_SUFFIX)).to_pylist() != list(dict.fromkeys(docs[:cut])):
+                    raise MismatchError(f"{out}: shard {i} came from other generated queries; remove the directory")
+                n_old = len(carry)
+                carry = (np.array(vecs[cut - n_old:], dtype=np.float32) if cut >= n_old
+                         else np.concatenate([carry[cut:], vecs]))
+            else:
+                rows = np.concatenate([carry, vecs]) if len(carry) else np.array(vecs, dtype=np.float32)
+                _write_shard(out, i, docs[:cut], rows[:cut], codec)
+                carry = rows[cut:]
+            carry_docs = docs[cut:]
+            bar.advance(task, len(vecs))
+    return _finish(out, meta["rows"], n_shards, codec)
+
+
+def _write_shard(out: Path, i: int, docs: list[str], rows: np.ndarray, codec: _Codec) -> None:
+    """One output shard: the passages' distinct vectors, their counts, then the codes (the completion mark)."""
+    starts = [j for j in range(len(docs)) if j == 0 or docs[j] != docs[j - 1]]
+    bounds = [*starts, len(docs)]
+    passages, counts, keep = [], [], np.zeros(len(docs), bool)
+    for a, b in itertools.pairwise(bounds):
+        mask = _distinct(rows[a:b])
+        keep[a:b] = mask
+        passages.append(docs[a])
+        counts.append(int(mask.sum()))
+    codes, scales = codec.encode(rows[keep] if len(docs) else np.empty((0, codec.dim), np.float32))
+    with atomic_path(out / shard_name(i, IDS_SUFFIX)) as tmp, open_ids(tmp) as f:
+        write_ids(f, passages)
+    with atomic_path(out / shard_name(i, COUNTS)) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(counts, np.int32))
+    if scales is not None:
+        with atomic_path(out / shard_name(i, SCALES)) as tmp, open(tmp, "wb") as f:
+            np.save(f, scales)
+    with atomic_path(out / shard_name(i, CODES)) as tmp, open(tmp, "wb") as f:
+        np.save(f, codes)
+
+
+def _finish(out: Path, rows: int, n_shards: int, codec: _Codec) -> Path:
+    """Write the docid lookup, refusing a passage whose queries are not contiguous, and mark the store done."""
+    docids: list[str] = []
+    vectors = 0
+    for i in range(n_shards):
+        docids.extend(read_ids(out / shard_name(i, IDS_SUFFIX)).to_pylist())
+        vectors += int(np.load(out / shard_name(i, COUNTS)).sum())
+    keys = docid_keys(docids)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if len(same):
+        a, b = docids[order[same[0]]], docids[order[same[0] + 1]]
+        what = f"passage {a!r} appears twice" if a == b else f"passages {a!r} and {b!r} share a 64-bit hash"
+        raise XdrError(f"{out}: {what}; generated queries must be grouped by passage in corpus order")
+    with atomic_path(out / KEYS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, sorted_keys)
+    with atomic_path(out / ROWS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, order.astype(np.int64))
+    update_meta(out, passages=len(docids), vectors=vectors, shards=n_shards, duplicates_dropped=rows - vectors,
+                bytes_per_vector=codec.bytes_per_vector)
+    mark_done(out)
+    return out
+
+
+class GeneratedStore:
+    """A finished store, memory-mapped: the generated-query vectors of each passage, decoded on demand."""
+
+    def __init__(self, path: str | Path) -> None:
+        d = Path(path)
+        meta = require_done(d)
+        if meta.get("stage") != STAGE:
+            raise XdrError(f"{d}: is a {meta.get('stage')} artifact, not a max-sim store (`xdr maxsim-store`)")
+        p = meta["params"]
+        self.path, self.meta = d, meta
+        self.spec = ModelSpec(**p["model"])
+        self.dim: int = p["dim"]
+        self.dtype: str = p["dtype"]
+        pq = faiss.read_ProductQuantizer(str(d / PQ_FILE)) if self.dtype == "pq" else None
+        self._codec = _Codec(self.dtype, self.dim, pq)
+        n = meta["shards"]
+        self._codes = [np.load(d / shard_name(i, CODES), mmap_mode="r") for i in range(n)]
+        self._scales = [np.load(d / shard_name(i, SCALES), mmap_mode="r") if self.dtype == "int8" else None
+                        for i in range(n)]
+        counts = [np.load(d / shard_name(i, COUNTS)) for i in range(n)]
+        self.counts = np.concatenate(counts) if counts else np.empty(0, np.int32)
+        self._shard = np.repeat(np.arange(n, dtype=np.int32), [len(c) for c in counts])
+        local = [np.concatenate(([0], np.cumsum(c)[:-1])) if len(c) else np.empty(0, np.int64) for c in counts]
+        self._local = np.concatenate(local).astype(np.int64) if local else np.empty(0, np.int64)
+        self._keys = np.load(d / KEYS_FILE, mmap_mode="r")
+        self._rows = np.load(d / ROWS_FILE, mmap_mode="r")
+
+    @property
+    def passages(self) -> int:
+        return len(self.counts)
+
+    @property
+    def vectors(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def bytes_per_vector(self) -> int:
+        return self._codec.bytes_per_vector
+
+    def check_space(self, spec: ModelSpec, what: str) -> None:
+        """Refuse vectors of another model: max-sim between two spaces ranks nothing."""
+        self.spec.check_same_space(spec, f"the max-sim store at {self.path} ({what} vs store)")
+
+    def lookup(self, docids: Sequence[str]) -> np.ndarray:
+        """The passage number of each docid, -1 for a passage with no generated queries in the store."""
+        keys = docid_keys(docids)
+        if not len(self._keys):
+            return np.full(len(keys), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[pos] == keys
+        return np.where(found, self._rows[pos], -1).astype(np.int64)
+
+    def vectors_of(self, row: int) -> np.ndarray:
+        """float32 [count, dim]: the decoded vectors of passage number ``row``."""
+        s, a = int(self._shard[row]), int(self._local[row])
+        b = a + int(self.counts[row])
+        scales = self._scales[s]
+        return self._codec.decode(self._codes[s][a:b], None if scales is None else scales[a:b])
+
+    def max_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``max_i <query, g_i>`` per passage number (NaN for -1 or a passage without vectors)."""
+        out = np.full(len(rows), np.nan, np.float32)
+        have = [j for j, r in enumerate(rows) if r >= 0 and self.counts[r] > 0]
+        if not have:
+            return out
+        blocks = [self.vectors_of(int(rows[j])) for j in have]
+        sims = np.concatenate(blocks) @ np.asarray(query, np.float32)
+        starts = np.cumsum([0] + [len(b) for b in blocks[:-1]])
+        out[have] = np.maximum.reduceat(sims, starts)
+        return out
+
+    def iter_shards(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """``(docids, counts, decoded vectors)`` shard by shard, e.g. to build a multi-vector index."""
+        for i, codes in enumerate(self._codes):
+            ids = read_ids(self.path / shard_name(i, IDS_SUFFIX)).to_pylist()
+            yield ids, np.load(self.path / shard_name(i, COUNTS)), self._codec.decode(codes, self._scales[i])
+
+
+def open_store(path: str | Path | GeneratedStore) -> GeneratedStore:
+    return path if isinstance(path, GeneratedStore) else GeneratedStore(path)
+
+
+def store_info(path: str | Path) -> dict[str, Any]:
+    """Counts and sizes of a store (for `xdr maxsim-store` output and the experiment's size table)."""
+    d = Path(path)
+    meta = read_meta(d)
+    on_disk = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    return {"passages": meta.get("passages"), "vectors": meta.get("vectors"), "dtype": meta["params"]["dtype"],
+            "bytes_per_vector": meta.get("bytes_per_vector"), "duplicates_dropped": meta.get("duplicates_dropped"),
+            "bytes_on_disk": on_disk}
+
+
+# ----------------------------------------------------------------------------------------- re-ranking
+def rerank_maxsim(
+    run: Run, query_emb: np.ndarray, store: str | Path | GeneratedStore, *, spec: ModelSpec,
+    beta: float = 0.5, k: int = 100,
+) -> Run:
+    """Re-score the top ``k`` candidates of each query by ``s + beta * max_i s(q, g_i)``, best first.
+
+    ``query_emb`` holds the query vectors in the run's query order, made by the encoder with ``spec``
+    (checked against the store's model); ``s`` is the first stage's score, fused or not. The re-ranked
+    run holds the ``k`` candidates only: the first stage's scores below them are on another scale.
+    """
+    from xdr.search import Run
+
+    st = open_store(store)
+    st.check_space(spec, "the query encoder")
+    if beta < 0:
+        raise XdrError(f"beta must be >= 0, got {beta}")
+    if k <= 0:
+        raise XdrError(f"k must be positive (got {k})")
+    q = np.asarray(query_emb, np.float32)
+    if q.ndim != 2 or len(q) != len(run.hits) or q.shape[1] != st.dim:
+        raise MismatchError(f"need one {st.dim}-dim query vector per ranked query: {len(run.hits)} queries, "
+                            f"vectors of shape {q.shape}")
+    docs = list(dict.fromkeys(d for ranked in run.hits.values() for d, _ in ranked[:k]))
+    row_of = dict(zip(docs, st.lookup(docs).tolist(), strict=True))
+    hits: dict[str, list[tuple[str, float]]] = {}
+    for (qid, ranked), vec in zip(run.hits.items(), q, strict=True):
+        cand = ranked[:k]
+        s = np.array([sc for _, sc in cand], np.float32)
+        m = st.max_scores(vec, np.array([row_of[d] for d, _ in cand], np.int64))
+        final = s + beta * np.where(np.isnan(m), s, m)
+        order = np.argsort(-final, kind="stable")
+        hits[qid] = [(cand[j][0], float(final[j])) for j in order]
+    return Run(hits, run.tag)
+
+
+def search_rerank(
+    index: str | Path | DenseIndex,
+    queries: Sequence[Query],
+    encoder: TextEncoder,
+    store: str | Path | GeneratedStore,
+    *,
+    k: int = 100,
+    rerank_k: int = 100,
+    beta: float = 0.5,
+    batch_size: int = 128,
+    progress: bool = False,
+    tag: str = "xdr",
+) -> Run:
+    """Single-vector search for ``rerank_k`` candidates, max-sim re-ranking, then the top ``k``."""
+    from xdr.index import DenseIndex, load_index
+    from xdr.search import Run, search_vectors
+
+    if k > rerank_k:
+        raise XdrError(f"k ({k}) must not exceed rerank_k ({rerank_k}): only re-ranked candidates are kept")
+    if not queries:
+        raise XdrError("no queries to search")
+    dense = index if isinstance(index, DenseIndex) else load_index(index)
+    if dense.metric != "ip":
+        raise XdrError(f"{dense.path}: max-sim adds inner products; a {dense.metric} index cannot be re-ranked")
+    dense.spec.check_same_space(encoder.spec, f"the index at {dense.path} (index vs query encoder)")
+    st = open_store(store)
+    st.check_space(encoder.spec, "the query encoder")
+    emb = encoder.encode([q.text for q in queries], "query", batch_size=batch_size, progress=progress)
+    run = search_vectors(dense, [q.id for q in queries], emb, rerank_k, tag=tag)
+    reranked = rerank_maxsim(run, emb, st, spec=encoder.spec, beta=beta, k=rerank_k)
+    return Run({qid: ranked[:k] for qid, ranked in reranked.hits.items()}, tag)
+
+
+# ------------------------------------------------------------------------------------ multi-vector
+def generated_for_passages(
+    store: GeneratedStore, passage_ids: Iterable[list[str]]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Merge-join the store with the passages, shard by shard: ``(counts per passage, their vectors)``.
+
+    Both are in corpus order (generation writes them so); a store passage that is not next in the passage
+    order is refused, since its rows would be credited to no passage.
+    """
+    shards = store.iter_shards()
+    s_ids: list[str] = []
+    s_counts = np.empty(0, np.int32)
+    s_vecs = np.empty((0, store.dim), np.float32)
+    j = o = 0  # next store passage in the current store shard, and its first vector
+    for ids in passage_ids:
+        counts = np.zeros(len(ids), np.int32)
+        parts = []
+        for n, pid in enumerate(ids):
+            while j >= len(s_ids):
+                nxt = next(shards, None)
+                if nxt is None:
+                    break
+                s_ids, s_counts, s_vecs = nxt
+                j = o = 0
+            if j < len(s_ids) and s_ids[j] == pid:
+                c = int(s_counts[j])
+                counts[n] = c
+                parts.append(s_vecs[o:o + c])
+                j, o = j + 1, o + c
+        yield counts, np.concatenate(parts) if parts else np.empty((0, store.dim), np.float32)
+    stray = s_ids[j] if j < len(s_ids) else next((ids[0] for ids, *_ in shards if ids), None)
+    if stray is not None:
+        raise XdrError(f"{store.path}: passage {stray!r} is not in the passage embeddings at its position; the "
+                       "store must follow their corpus order and name only their passages")
+
+
+class MultiVector:
+    """Groups the rows of a multi-vector index (passages, then generated queries) back into passages.
+
+    Row ``r < passages`` is passage ``r``; generated row ``passages + j`` belongs to the passage ``p``
+    with ``offsets[p] <= j < offsets[p + 1]``. A query retrieves ``rows_per_passage * k`` rows and scores
+    each passage met by ``s + beta * m`` as in re-ranking. A term whose rows were not retrieved is credited
+    with the lowest retrieved score (an upper bound on it under exact search); a passage without
+    generated queries uses ``s`` for ``m``.
+    """
+
+    def __init__(self, offsets: np.ndarray, beta: float, rows_per_passage: int | None = None) -> None:
+        self.offsets = np.asarray(offsets, np.int64)
+        self.beta = beta
+        total = self.passages + int(self.offsets[-1])
+        self.rows_per_passage = rows_per_passage or -(-total // max(self.passages, 1))
+
+    @property
+    def passages(self) -> int:
+        return len(self.offsets) - 1
+
+    def group(self, scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row hits to passage hits: scores float32 [n, k'] and passage rows (-1 where empty)."""
+        n = self.passages
+        kk = min(k, n)
+        out_s = np.full((len(scores), kk), -np.inf, np.float32)
+        out_p = np.full((len(scores), kk), -1, np.int64)
+        for i, (sc, lab) in enumerate(zip(scores, labels, strict=True)):
+            ok = lab >= 0
+            sc, lab = sc[ok], lab[ok]
+            if not len(lab):
+                continue
+            floor = sc.min()
+            gen = lab >= n
+            owner = np.where(gen, np.searchsorted(self.offsets, lab - n, side="right") - 1, lab)
+            cand, inv = np.unique(owner, return_inverse=True)
+            s = np.full(len(cand), floor, np.float32)
+            s[inv[~gen]] = sc[~gen]
+            m = np.full(len(cand), -np.inf, np.float32)
+            np.maximum.at(m, inv[gen], sc[gen])
+            none = self.offsets[cand + 1] == self.offsets[cand]
+            m = np.where(np.isfinite(m), m, np.where(none, s, floor))
+            final = s + self.beta * m
+            top = np.argsort(-final, kind="stable")[:kk]
+            out_s[i, :len(top)], out_p[i, :len(top)] = final[top], cand[top]
+        return out_s, out_p
