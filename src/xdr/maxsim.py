@@ -283,9 +283,10 @@ class GeneratedStore:
         pq = faiss.read_ProductQuantizer(str(d / PQ_FILE)) if self.dtype == "pq" else None
         self._codec = _Codec(self.dtype, self.dim, pq)
         n = meta["shards"]
-        self._codes = [np.load(d / shard_name(i, CODES), mmap_mode="r") for i in range(n)]
-        self._scales = [np.load(d / shard_name(i, SCALES), mmap_mode="r") if self.dtype == "int8" else None
-                        for i in range(n)]
+        # plain arrays over the mapped files: np.memmap's own indexing costs more than the copy it makes
+        self._codes = [np.asarray(np.load(d / shard_name(i, CODES), mmap_mode="r")) for i in range(n)]
+        self._scales = [np.asarray(np.load(d / shard_name(i, SCALES), mmap_mode="r")) if self.dtype == "int8"
+                        else None for i in range(n)]
         counts = [np.load(d / shard_name(i, COUNTS)) for i in range(n)]
         self.counts = np.concatenate(counts) if counts else np.empty(0, np.int32)
         self._shard = np.repeat(np.arange(n, dtype=np.int32), [len(c) for c in counts])
@@ -321,21 +322,34 @@ class GeneratedStore:
 
     def vectors_of(self, row: int) -> np.ndarray:
         """float32 [count, dim]: the decoded vectors of passage number ``row``."""
-        s, a = int(self._shard[row]), int(self._local[row])
-        b = a + int(self.counts[row])
-        scales = self._scales[s]
-        return self._codec.decode(self._codes[s][a:b], None if scales is None else scales[a:b])
+        return self.gather(np.array([row]))
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """float32 [sum of counts, dim]: the decoded vectors of passage numbers ``rows``, in that order,
+        gathered with array indexing (no Python loop per passage: re-ranking calls this per query)."""
+        rows = np.asarray(rows, np.int64)
+        counts = self.counts[rows].astype(np.int64)
+        seg = np.repeat(np.arange(len(rows)), counts)
+        pos = self._local[rows][seg] + np.arange(len(seg)) - np.repeat(np.cumsum(counts) - counts, counts)
+        shard = self._shard[rows][seg]
+        out = np.empty((len(seg), self.dim), np.float32)
+        for s in np.unique(shard):
+            at = np.flatnonzero(shard == s)
+            scales = self._scales[s]
+            out[at] = self._codec.decode(self._codes[s][pos[at]], None if scales is None else scales[pos[at]])
+        return out
 
     def max_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``max_i <query, g_i>`` per passage number (NaN for -1 or a passage without vectors)."""
+        rows = np.asarray(rows, np.int64)
         out = np.full(len(rows), np.nan, np.float32)
-        have = [j for j, r in enumerate(rows) if r >= 0 and self.counts[r] > 0]
-        if not have:
+        have = np.flatnonzero(rows >= 0)
+        have = have[self.counts[rows[have]] > 0]
+        if not len(have):
             return out
-        blocks = [self.vectors_of(int(rows[j])) for j in have]
-        sims = np.concatenate(blocks) @ np.asarray(query, np.float32)
-        starts = np.cumsum([0] + [len(b) for b in blocks[:-1]])
-        out[have] = np.maximum.reduceat(sims, starts)
+        sims = self.gather(rows[have]) @ np.asarray(query, np.float32)
+        counts = self.counts[rows[have]].astype(np.int64)
+        out[have] = np.maximum.reduceat(sims, np.cumsum(counts) - counts)
         return out
 
     def iter_shards(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
