@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from cache import cached
 
 from xdr.augment import fuse
+from xdr.config import ModelSpec
+from xdr.data.schema import Passage, Query
 from xdr.data.squad import read_xquad_r
 from xdr.evaluate import Report, evaluate
 from xdr.langs import XQUAD_R_DEV_LANGS
@@ -57,6 +60,50 @@ def split_halves(qrels: dict[str, dict[str, int]], swap: bool = False) -> tuple[
     return para, generated
 
 
+@dataclass
+class OracleSplit:
+    """The oracle split with its me5-small vectors: what every experiment on this split starts from."""
+
+    spec: ModelSpec
+    corpus: list[Passage]
+    gen: list[Query]  # the half that plays generated queries
+    test: list[Query]
+    pvec: np.ndarray  # passages, in corpus order
+    gvec: np.ndarray  # generated queries, encoded as queries at <= 32 tokens, in ``gen`` order
+    tvec: np.ndarray  # test queries
+    owner: np.ndarray  # corpus row of each generated query
+    test_qrels: dict[str, dict[str, int]]
+
+    @property
+    def pid(self) -> list[str]:
+        return [p.id for p in self.corpus]
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return {p.id: p.text for p in self.corpus}
+
+
+def load_split(shared: Path, work: Path, swap: bool = False) -> OracleSplit:
+    """Read XQuAD-R, split it, and encode (or read from the cache in ``work``) its three sets of texts."""
+    tag = "-swap" if swap else ""
+    data = read_xquad_r(shared / "xquad-r", XQUAD_R_DEV_LANGS)
+    corpus, qrels = data.corpus, data.qrels
+    para, gen_ids = split_halves(qrels, swap)
+    queries = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang]]
+    gen = [q for q in queries if q.id.rsplit("-", 1)[0] in gen_ids]
+    test = [q for q in queries if q.id.rsplit("-", 1)[0] not in gen_ids]
+
+    spec = resolve_spec("me5-small", passage_max_length=256)
+    enc = Encoder.load(spec)
+    pvec = cached(work / "passages.npy", lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
+    enc32 = Encoder.load(spec.model_copy(update={"query_max_length": 32}))
+    gvec = cached(work / f"generated{tag}.npy", lambda: enc32.encode([q.text for q in gen], "query", batch_size=64))
+    tvec = cached(work / f"test{tag}.npy", lambda: enc.encode([q.text for q in test], "query", batch_size=64))
+    row = {p.id: i for i, p in enumerate(corpus)}
+    owner = np.array([row[para[q.id.rsplit("-", 1)[0]]] for q in gen])
+    return OracleSplit(spec, corpus, gen, test, pvec, gvec, tvec, owner, {q.id: qrels[q.id] for q in test})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -65,25 +112,10 @@ def main() -> int:
     a = ap.parse_args()
     tag = "-swap" if a.swap else ""
 
-    data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
-    corpus, qrels = data.corpus, data.qrels
-    para, gen_ids = split_halves(qrels, a.swap)
-    queries = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang]]
-    gen = [q for q in queries if q.id.rsplit("-", 1)[0] in gen_ids]
-    test = [q for q in queries if q.id.rsplit("-", 1)[0] not in gen_ids]
-
-    spec = resolve_spec("me5-small", passage_max_length=256)
-    enc = Encoder.load(spec)
-    pvec = cached(a.work / "passages.npy", lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
-    enc32 = Encoder.load(spec.model_copy(update={"query_max_length": 32}))
-    gvec = cached(a.work / f"generated{tag}.npy", lambda: enc32.encode([q.text for q in gen], "query", batch_size=64))
-    tvec = cached(a.work / f"test{tag}.npy", lambda: enc.encode([q.text for q in test], "query", batch_size=64))
-
-    pid = [p.id for p in corpus]
-    row = {p: i for i, p in enumerate(pid)}
-    owner = np.array([row[para[q.id.rsplit("-", 1)[0]]] for q in gen])
-    texts = {p.id: p.text for p in corpus}
-    test_qrels = {q.id: qrels[q.id] for q in test}
+    split = load_split(a.shared, a.work, a.swap)
+    corpus, gen, test, spec = split.corpus, split.gen, split.test, split.spec
+    pvec, gvec, tvec, owner = split.pvec, split.gvec, split.tvec, split.owner
+    pid, texts, test_qrels = split.pid, split.texts, split.test_qrels
 
     def run_of(emb: np.ndarray, name: str) -> Report:
         top = np.argsort(-(tvec @ emb.T), axis=1)[:, :100]
