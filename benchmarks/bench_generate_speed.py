@@ -265,8 +265,12 @@ class CustomLoop:
         tokens = torch.full((self.rows,), PAD, device=input_ids.device, dtype=torch.long)
         out = torch.empty((self.rows, NEW_TOKENS), device=input_ids.device, dtype=torch.long)
         for t, position in enumerate(self.positions):
-            tokens = self.step(tokens, position)
-            out[:, t] = tokens  # copied at once: a CUDA-graph replay overwrites its last output
+            # a CUDA-graph replay reuses its output buffer, so each step's tokens are cloned before the next
+            # replay (feeding the graph's own output back in was refused on the H200: "overwritten by a
+            # subsequent run"), and each step is marked as a new iteration for the graph tree
+            torch.compiler.cudagraph_mark_step_begin()
+            tokens = self.step(tokens, position).clone()
+            out[:, t] = tokens
         return out
 
 
