@@ -33,6 +33,11 @@ Writes docs/results/training.md, .json and .png (smoke: runs/train-xquad-r-smoke
 the smoke run makes a tiny fake generate artifact under its work dir so the synthetic path is exercised;
 the full run skips synthetic/both when --generated is missing.
 
+On a GPU machine that lacks the evaluation dependencies, ``--rank-only --model DIR`` trains and ranks (DIR:
+me5-small rebuilt by ``xdr models unpack``) and stops; run the same command here without those two flags on
+the returned --work directory and it evaluates the cached rankings without training again
+(experiments/gpu_session.sh does both halves).
+
 TODO: --translations (alignment pairs from xor-tydi/question_translations, dropping rows whose source
 question is an XOR dev question) is not implemented yet.
 """
@@ -40,6 +45,7 @@ question is an XOR dev question) is not implemented yet.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -48,18 +54,21 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from cache import cached
 
 from xdr.augment import fuse
+from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.data.squad import read_xquad_r
-from xdr.evaluate import Report, evaluate
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
+
+if TYPE_CHECKING:
+    from xdr.evaluate import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["R@1", "RR@10"]
@@ -150,6 +159,8 @@ def main() -> int:
     ap.add_argument("--synthetic-sizes", default="", help="comma list: extra synthetic runs on subsets")
     ap.add_argument("--xqg", action="store_true", help="also evaluate each model with xQG augmentation")
     ap.add_argument("--smoke", action="store_true", help="1 fold of 2 test articles, 2 steps, no plot, runs/ only")
+    ap.add_argument("--model", default="me5-small", help="starting model: me5-small or a local directory")
+    ap.add_argument("--rank-only", action="store_true", help="train and cache rankings, skip evaluation")
     a = ap.parse_args()
 
     work = a.work or ROOT / "runs" / ("train-xquad-r-smoke" if a.smoke else "train-xquad-r")
@@ -191,22 +202,31 @@ def main() -> int:
         print(f"warning: {len(unknown)} generated docids are not XQuAD-R paragraphs, e.g. {sorted(unknown)[:3]}")
         synthetic = [q for q in synthetic if syn_para[q.id] in by_id]
 
-    spec = resolve_spec("me5-small", passage_max_length=256)
-    sep = spec.title_separator
-    base = Encoder.load(spec)
-    pvec0 = cached(work / "base" / f"passages-{digest(pid)}.npy",
-                   lambda: base.encode([p.joined(sep) for p in corpus], "passage", batch_size=16))
+    # the model is loaded only when something is not cached: an evaluation of returned rankings needs none
+    @functools.cache
+    def spec() -> ModelSpec:
+        return resolve_spec(a.model, passage_max_length=256)
+
+    @functools.cache
+    def base() -> Encoder:
+        return Encoder.load(spec())
+
+    @functools.cache
+    def pvec0() -> np.ndarray:
+        return cached(work / "base" / f"passages-{digest(pid)}.npy",
+                      lambda: base().encode([p.joined(spec().title_separator) for p in corpus], "passage",
+                                            batch_size=16))
 
     def base_queries(qs: list[Query], name: str) -> np.ndarray:
         return cached(work / "base" / f"{name}-{digest([q.text for q in qs])}.npy",
-                      lambda: base.encode([q.text for q in qs], "query", batch_size=64))
+                      lambda: base().encode([q.text for q in qs], "query", batch_size=64))
 
     def examples(qs: list[Query], positive: dict[str, str], train_rows: np.ndarray, name: str,
                  rng: random.Random) -> list[TrainingExample]:
         """Each query with its paragraph and --negatives train-fold paragraphs other than it."""
         out_ = []
         if a.hard_negatives == "base" and a.negatives:
-            scores = base_queries(qs, name) @ pvec0[train_rows].T
+            scores = base_queries(qs, name) @ pvec0()[train_rows].T
             order = np.argsort(-scores, axis=1)[:, :a.negatives + 1]
         for i, q in enumerate(qs):
             pos = positive[q.id]
@@ -217,12 +237,12 @@ def main() -> int:
             out_.append(TrainingExample(query=q, positives=(by_id[pos],), negatives=tuple(by_id[n] for n in negs)))
         return out_
 
-    step_times: list[float] = []
     gvecs: dict[str, np.ndarray] = {}
 
     def rank(enc: Encoder | None, model_key: str, test: list[Query], xqg: bool) -> dict[str, list[str]]:
-        enc = enc or base
-        pv = pvec0 if enc is base else enc.encode([p.joined(sep) for p in corpus], "passage", batch_size=16)
+        enc = enc or base()
+        pv = pvec0() if enc is base() else enc.encode([p.joined(spec().title_separator) for p in corpus], "passage",
+                                                      batch_size=16)
         if xqg:
             enc32 = Encoder(enc.spec.model_copy(update={"query_max_length": 32}), enc.model, enc.tokenizer,
                             enc.device)
@@ -257,46 +277,63 @@ def main() -> int:
         timer = StepTimer()
         t0 = time.perf_counter()
         model = train_dual_encoder(
-            [exs], spec, work / cond / f"fold{k}", negatives_per_query=a.negatives, similarity="cos",
+            [exs], spec(), work / cond / f"fold{k}", negatives_per_query=a.negatives, similarity="cos",
             scale=a.scale, epochs=a.epochs, max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps),
             batch_size=a.batch_size, seed=a.seed, save_steps=max(50, steps // 4), logging_steps=10,
             callbacks=[timer],
         )
-        step_times.extend(timer.times)
+        if timer.times:
+            (work / cond / f"fold{k}" / "steps.json").write_text(json.dumps(timer.times))
         done = f" ({np.mean(timer.times):.1f} s/step over {len(timer.times)})" if timer.times else " (cached)"
         print(f"{cond} fold{k}: {len(exs)} pairs, {steps} steps, {time.perf_counter() - t0:.0f} s{done}", flush=True)
         return model
 
     runs = [*conditions, *(f"synthetic-n{s}" for s in sizes)]
-    reports: dict[str, Report] = {}
-    counts: dict[str, int] = {}
+    rankings: dict[str, list[tuple[dict[str, list[str]], dict[str, list[str]] | None, list[Query]]]] = {}
     for cond in runs:
         size = int(cond.removeprefix("synthetic-n")) if cond.startswith("synthetic-n") else None
-        per_query: dict[str, dict[str, float]] = {}
-        per_query_x: dict[str, dict[str, float]] = {}
-        langs: dict[str, str] = {}
         for k, (test_articles, train_articles) in enumerate(splits):
             assert not set(test_articles) & set(train_articles)
             test = [q for q in queries if article(para_of[q.id]) in test_articles]
-            test_qrels = {q.id: qrels[q.id] for q in test}
-            model = train_fold(cond, k, train_articles, size)
+            variants = [False, True] if a.xqg and synthetic else [False]
+            caches = {xqg: work / cond / f"fold{k}" / "ranking{}-{}.json".format(
+                "-xqg" if xqg else "",
+                digest([*test_articles, cond, f"{generated}:{a.synthetic_per_lang}" if xqg else ""]))
+                for xqg in variants}
+            # a fold whose rankings are all cached needs no model (they may come from another machine)
+            model = None if all(c.exists() for c in caches.values()) else train_fold(cond, k, train_articles, size)
             enc = None
-            for xqg in ([False, True] if a.xqg and synthetic else [False]):
-                tag = digest([*test_articles, cond, f"{generated}:{a.synthetic_per_lang}" if xqg else ""])
-                cache = work / cond / f"fold{k}" / f"ranking{'-xqg' if xqg else ''}-{tag}.json"
-                if cache.exists():
-                    ranked = json.loads(cache.read_text())
-                else:
+            ranked: dict[bool, dict[str, list[str]]] = {}
+            for xqg, cache in caches.items():
+                if not cache.exists():
                     if model is not None and enc is None:
                         from xdr.train.dual import trained_spec
 
-                        enc = Encoder.load(trained_spec(model, spec))
-                    ranked = rank(enc, f"{cond}/{k}", test, xqg)
+                        enc = Encoder.load(trained_spec(model, spec()))
                     cache.parent.mkdir(parents=True, exist_ok=True)
-                    cache.write_text(json.dumps(ranked))
-                rep = evaluate(ranked, test, qrels=test_qrels, passages=texts, measures=MEASURES,
+                    cache.write_text(json.dumps(rank(enc, f"{cond}/{k}", test, xqg)))
+                ranked[xqg] = json.loads(cache.read_text())
+            rankings.setdefault(cond, []).append((ranked[False], ranked.get(True), test))
+    if a.rank_only:
+        print(f"rankings cached under {work}; evaluate them by running again without --rank-only", flush=True)
+        return 0
+
+    from xdr.evaluate import Report, evaluate
+
+    reports: dict[str, Report] = {}
+    counts: dict[str, int] = {}
+    step_times: list[float] = []
+    for cond, folds_ranked in rankings.items():
+        per_query: dict[str, dict[str, float]] = {}
+        per_query_x: dict[str, dict[str, float]] = {}
+        langs: dict[str, str] = {}
+        for plain, with_xqg, test in folds_ranked:
+            test_qrels = {q.id: qrels[q.id] for q in test}
+            for ranked_, target in ((plain, per_query), (with_xqg, per_query_x)):
+                if ranked_ is None:
+                    continue
+                rep = evaluate(ranked_, test, qrels=test_qrels, passages=texts, measures=MEASURES,
                                token_budgets=BUDGETS, name=cond)
-                target = per_query_x if xqg else per_query
                 for m, s in rep.per_query.items():
                     target.setdefault(m, {}).update(s)
                 langs.update(rep.langs)
@@ -306,8 +343,8 @@ def main() -> int:
         meta = work / cond / "fold0" / "meta.json"
         if meta.exists():
             counts[cond] = json.loads(meta.read_text())["params"]["rows"]
-        print(f"{cond:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[cond].macro.items()), flush=True)
-        for name in (f"{cond}+xqg",):
+        step_times += [t for f in sorted((work / cond).glob("fold*/steps.json")) for t in json.loads(f.read_text())]
+        for name in (cond, f"{cond}+xqg"):
             if name in reports:
                 print(f"{name:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[name].macro.items()), flush=True)
 

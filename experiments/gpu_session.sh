@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The GPU half of the benchmarks and of the #4 training experiment, as one call of the `device` tool.
+# The device has torch, transformers, sentence-transformers, pyarrow; nothing can be installed from a
+# registry there, so `prepare` (here) fills the git-ignored .carry/ with what travels:
+#   wheels   pydantic (xdr's config), datasets + dill + multiprocess (SentenceTransformerTrainer), py3langid
+#   model    me5-small trimmed to XQuAD-R's vocabulary and packed (`xdr models trim --pack`), ~50 MiB
+#   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
+# and `run PARTS` (there; PARTS: any of bench-train bench-encode bench-generate train-exp) writes into $OUT.
+# Then `collect` (here) unpacks the returned rankings into runs/train-xquad-r for the evaluation:
+#   python experiments/train_xquad_r.py --shared ../shared/data --generated G --xqg ...   (same args, no GPU)
+#
+#   bash experiments/gpu_session.sh prepare [GENERATED]
+#   device run: bash experiments/gpu_session.sh run bench-train bench-encode train-exp bench-generate
+#   bash experiments/gpu_session.sh collect DIR_WITH_train-work.tar.gz
+set -uo pipefail
+cd "$(dirname "$0")/.."
+TRAIN_ARGS=(--folds 4 --epochs 1 --batch-size 64 --negatives 1 --lr 2e-5)
+
+case "${1:-}" in
+prepare)
+  grep -qx '/.carry/' .git/info/exclude || echo /.carry/ >> .git/info/exclude
+  mkdir -p .carry/wheels
+  .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d .carry/wheels pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
+    "datasets==$(.venv/bin/python -c 'import datasets; print(datasets.__version__)')" dill multiprocess \
+    py3langid==0.4.0
+  tar czf .carry/data.tar.gz -C ../shared/data xquad-r/{en,de,el,es,hi,tr,vi}.json
+  if [ ! -f .carry/me5-xq.safetensors ]; then
+    # the pool (with and without titles) and all six languages' questions, plus the generated queries
+    # when given, each with the prefix the encoder adds
+    .venv/bin/python - "${2:-}" <<'EOF'
+import sys
+from pathlib import Path
+
+from xdr.data.squad import read_xquad_r
+from xdr.langs import XQUAD_R_DEV_LANGS
+from xdr.models.registry import resolve_spec
+from xdr.models.trim import pack_model, trim_model
+
+spec = resolve_spec("me5-small")
+d = read_xquad_r(Path("../shared/data/xquad-r"), XQUAD_R_DEV_LANGS)
+texts = [spec.passage_prefix + t for p in d.corpus for t in (p.joined(spec.title_separator), p.text)]
+queries = [q.text for lang in XQUAD_R_DEV_LANGS for q in d.queries[lang]]
+if sys.argv[1]:
+    from xdr.generate.store import read_generated
+
+    queries += [g.query for g in read_generated(Path(sys.argv[1])) if g.query]
+texts += [spec.query_prefix + q for q in queries]
+trimmed = trim_model(spec.path, texts, Path(".carry/me5-xq"))
+print(pack_model(trimmed, Path(".carry/me5-xq.safetensors")))
+EOF
+    rm -rf .carry/me5-xq
+  fi
+  du -sh .carry; git ls-files -co --exclude-standard | xargs du -cb 2>/dev/null | tail -1
+  ;;
+run)
+  shift
+  : "${OUT:?run this on the device, where OUT is set}"
+  export PYTHONUNBUFFERED=1 PYTHONPATH=src:/tmp/site XDR_CACHE=/tmp/xdr-cache
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl || exit 1
+  mkdir -p /tmp/data && tar xzf .carry/data.tar.gz -C /tmp/data || exit 1
+  { nvidia-smi; python3 -m pip list 2>/dev/null; } > "$OUT/device.txt"
+  for part in "$@"; do
+    echo "=== $part $(date +%T)"
+    case $part in
+    bench-train) timeout 150 python3 benchmarks/bench_train_speed.py --device cuda --size base \
+                   --out "$OUT/train_speed_cuda_base.json" ;;
+    bench-encode) timeout 120 python3 benchmarks/bench_encode_speed.py --device cuda --data /tmp/data \
+                   --out "$OUT/encode_speed_cuda_bert_base.json" ;;
+    bench-generate) timeout 240 python3 benchmarks/bench_generate_speed.py --device cuda --size base \
+                   --systems hf,custom,xdr_seeded,hf_static,loop --passages 2048 \
+                   --out "$OUT/generate_speed_cuda_base.json" ;;
+    train-exp)
+      python3 -c "from xdr.models.trim import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
+        || continue
+      gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED" --xqg --synthetic-sizes "${SIZES:-}")
+      timeout "${TRAIN_TIMEOUT:-200}" python3 experiments/train_xquad_r.py --shared /tmp/data --model /tmp/me5-xq \
+        --rank-only --conditions "${CONDITIONS:-none,human,synthetic,both}" "${gen[@]}" "${TRAIN_ARGS[@]}"
+      # rankings, train metadata and step times only: the models stay behind
+      (cd runs && find train-xquad-r -name '*.json' -not -path '*/checkpoint*' -not -path '*/model/*' \
+        | tar czf "$OUT/train-work.tar.gz" -T -) ;;
+    esac
+    echo "=== $part done rc=$? $(date +%T)"
+  done
+  ;;
+collect)
+  mkdir -p runs && tar xzf "$2/train-work.tar.gz" -C runs && find runs/train-xquad-r -name 'ranking*.json' | wc -l
+  ;;
+*) sed -n 2,15p "$0"; exit 2 ;;
+esac
