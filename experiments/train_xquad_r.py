@@ -107,7 +107,7 @@ def read_synthetic(generated: Path, cap: int) -> list[Query]:
 
     seen: dict[tuple[str, str], int] = {}
     out = []
-    for g in read_generated(generated):
+    for g in read_generated(generated, partial=True):
         if not g.query:
             continue
         n = seen.get((g.docid, g.lang), 0)

@@ -101,6 +101,10 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert len(shard_paths(tmp_path / "resumed")) == 1 and not is_done(tmp_path / "resumed")
     with pytest.raises(XdrError, match="did not finish"):
         next(read_generated(tmp_path / "resumed"))
+    # an experiment may read what a stopped run finished: the first shard's 3 passages x 2 langs x 3
+    partial = [(q.docid, q.lang, q.k) for q in read_generated(tmp_path / "resumed", partial=True)]
+    assert partial == [(q.docid, q.lang, q.k) for q in read_generated(full)][:18]
+    assert {d for d, _, _ in partial} == {"doc0", "doc1", "doc2"}
 
     again = FakeGenerator()
     run(tmp_path / "resumed", again)

@@ -127,9 +127,14 @@ def write_shards(
         i += 1
 
 
-def read_generated(out_dir: str | Path, kept_only: bool = True) -> Iterator[GeneratedQuery]:
-    """Stream the rows of a finished artifact, shard by shard, in row order."""
-    require_done(out_dir)
+def read_generated(out_dir: str | Path, kept_only: bool = True, partial: bool = False) -> Iterator[GeneratedQuery]:
+    """Stream the rows of a finished artifact, shard by shard, in row order.
+
+    ``partial`` also reads a run that is still going or was stopped: its finished shards only (a shard
+    file exists once it is complete), for experiments that report how much of the corpus was covered.
+    """
+    if not partial:
+        require_done(out_dir)
     for path in shard_paths(out_dir):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
             for row in batch.to_pylist():
