@@ -5,7 +5,9 @@
 #   wheels   pydantic (xdr's config), datasets + dill + multiprocess (SentenceTransformerTrainer), py3langid
 #   model    me5-small trimmed to XQuAD-R's vocabulary and packed (`xdr models trim --pack`), ~50 MiB
 #   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
-# and `run PARTS` (there; PARTS: any of bench-train bench-encode bench-generate train-exp) writes into $OUT.
+# and `run PARTS` (there; PARTS: any of bench-train bench-encode bench-generate train-exp) writes into $OUT;
+# environment: CONDITIONS, GENERATED, SIZES, TRAIN_TIMEOUT for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT,
+# GEN_TIMEOUT for bench-generate.
 # Then `collect` (here) unpacks the returned rankings into runs/train-xquad-r for the evaluation:
 #   python experiments/train_xquad_r.py --shared ../shared/data --generated G --xqg ...   (same args, no GPU)
 #
@@ -45,7 +47,7 @@ queries = [q.text for lang in XQUAD_R_DEV_LANGS for q in d.queries[lang]]
 if sys.argv[1]:
     from xdr.generate.store import read_generated
 
-    queries += [g.query for g in read_generated(Path(sys.argv[1])) if g.query]
+    queries += [g.query for g in read_generated(Path(sys.argv[1]), partial=True) if g.query]
 texts += [spec.query_prefix + q for q in queries]
 trimmed = trim_model(spec.path, texts, Path(".carry/me5-xq"))
 print(pack_model(trimmed, Path(".carry/me5-xq.safetensors")))
@@ -68,9 +70,9 @@ run)
                    --out "$OUT/train_speed_cuda_base.json" ;;
     bench-encode) timeout 120 python3 benchmarks/bench_encode_speed.py --device cuda --data /tmp/data \
                    --out "$OUT/encode_speed_cuda_bert_base.json" ;;
-    bench-generate) timeout 240 python3 benchmarks/bench_generate_speed.py --device cuda --size base \
-                   --systems hf,custom,xdr_seeded,hf_static,loop --passages 2048 \
-                   --out "$OUT/generate_speed_cuda_base.json" ;;
+    bench-generate) timeout "${GEN_TIMEOUT:-240}" python3 benchmarks/bench_generate_speed.py --device cuda \
+                   --size base --systems "${GEN_SYSTEMS:-hf,custom,xdr_seeded,hf_static,loop}" --passages 2048 \
+                   ${GEN_ARGS:-} --out "$OUT/${GEN_OUT:-generate_speed_cuda_base.json}" ;;
     train-exp)
       python3 -c "from xdr.models.trim import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
         || continue

@@ -159,6 +159,8 @@ def main() -> int:
     ap.add_argument("--synthetic-sizes", default="", help="comma list: extra synthetic runs on subsets")
     ap.add_argument("--xqg", action="store_true", help="also evaluate each model with xQG augmentation")
     ap.add_argument("--smoke", action="store_true", help="1 fold of 2 test articles, 2 steps, no plot, runs/ only")
+    ap.add_argument("--mini-batch-size", type=int, default=None,
+                    help="GradCache (cached-mnrl): the same loss as --batch-size in memory for this many texts")
     ap.add_argument("--model", default="me5-small", help="starting model: me5-small or a local directory")
     ap.add_argument("--rank-only", action="store_true", help="train and cache rankings, skip evaluation")
     a = ap.parse_args()
@@ -278,7 +280,8 @@ def main() -> int:
         t0 = time.perf_counter()
         model = train_dual_encoder(
             [exs], spec(), work / cond / f"fold{k}", negatives_per_query=a.negatives, similarity="cos",
-            scale=a.scale, epochs=a.epochs, max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps),
+            scale=a.scale, epochs=a.epochs, loss="cached-mnrl" if a.mini_batch_size else "mnrl",
+            mini_batch_size=a.mini_batch_size or 32, max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps),
             batch_size=a.batch_size, seed=a.seed, save_steps=max(50, steps // 4), logging_steps=10,
             callbacks=[timer],
         )
