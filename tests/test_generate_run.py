@@ -13,7 +13,7 @@ import pytest
 from xdr.artifacts import is_done
 from xdr.data.schema import Passage
 from xdr.errors import MismatchError, XdrError
-from xdr.generate import SCHEMA, FilterSettings, Generator, passage_seed, read_generated, run_generation
+from xdr.generate import SCHEMA, FilterSettings, Generator, passage_seed, read_generated, refilter, run_generation
 from xdr.generate.store import shard_paths
 
 PASSAGES = [Passage(f"doc{i}", f"Passage number {i} about topic {i % 3}.", f"Title {i}") for i in range(7)]
@@ -152,3 +152,17 @@ def test_read_generated_streams_kept_or_all_rows(tmp_path: Path) -> None:
     every = list(read_generated(out, kept_only=False))
     assert [(q.docid, q.k) for q in kept] == [("doc0", 0), ("doc0", 2), ("doc1", 0), ("doc1", 2)]
     assert [q.reason for q in every] == [None, "duplicate", None] * 2
+
+
+def test_refilter_applies_one_rule_set_to_rows_written_under_another(tmp_path: Path) -> None:
+    gen = FakeGenerator(script=["Same?", "same", "Другое?"])
+    unfiltered = run(tmp_path / "gen", gen, langs=["ru"], passages=PASSAGES[:2], filters=None)
+    filtered = run(tmp_path / "filtered", gen, langs=["ru"], passages=PASSAGES[:2], filters=FilterSettings())
+    passages = {p.id: p for p in PASSAGES}
+    redone = list(refilter(read_generated(unfiltered, kept_only=False), passages))
+    assert [(q.docid, q.k, q.keep, q.reason) for q in redone] == [
+        (q.docid, q.k, q.keep, q.reason) for q in read_generated(filtered, kept_only=False)
+    ]
+    assert [q.keep for q in refilter(read_generated(filtered, kept_only=False), passages, None)].count(False) == 2
+    with pytest.raises(XdrError, match="doc1"):
+        list(refilter(read_generated(unfiltered, kept_only=False), {"doc0": PASSAGES[0]}))

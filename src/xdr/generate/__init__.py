@@ -18,7 +18,7 @@ from xdr.generate.ingest import RELEASED, ingest_xqg, read_released
 from xdr.generate.prompts import Exemplar, load_exemplars, parse_answer
 from xdr.generate.run import run_generation
 from xdr.generate.stats import generation_stats, stats_markdown
-from xdr.generate.store import SCHEMA, GeneratedQuery, read_generated
+from xdr.generate.store import SCHEMA, GeneratedQuery, read_generated, refilter
 
 if TYPE_CHECKING:
     from xdr.generate.hf import Sampling
@@ -75,6 +75,7 @@ __all__ = [
     "read_generated",
     "read_released",
     "read_source",
+    "refilter",
     "row_seed",
     "run_generation",
     "seq2seq_prompt",

@@ -9,9 +9,9 @@ the shards (``keep=False`` with a ``reason``) so statistics can be recomputed; r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import groupby, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,3 +140,23 @@ def read_generated(out_dir: str | Path, kept_only: bool = True, partial: bool = 
             for row in batch.to_pylist():
                 if row["keep"] or not kept_only:
                     yield GeneratedQuery(**row)
+
+
+def refilter(
+    rows: Iterable[GeneratedQuery], passages: Mapping[str, Passage], settings: FilterSettings | None = None
+) -> Iterator[GeneratedQuery]:
+    """Re-decide ``keep``/``reason`` of stored rows under ``settings`` (default: today's rules).
+
+    A run's shards outlive changes to the filters; since every output is stored, an experiment can apply
+    one rule set to shards written under different ones without regenerating. ``rows`` must come in
+    artifact order (each passage's languages together, ``k`` ascending), as ``read_generated(...,
+    kept_only=False)`` yields them, because duplicates are judged against earlier outputs.
+    """
+    settings = settings or FilterSettings()
+    for (docid, lang), group in groupby(rows, key=lambda g: (g.docid, g.lang)):
+        if docid not in passages:
+            raise XdrError(f"generated row for passage {docid!r}, which is not in the corpus given")
+        items = list(group)
+        reasons = filter_outputs([g.query for g in items], passages[docid], lang, settings)
+        for g, reason in zip(items, reasons, strict=True):
+            yield replace(g, keep=reason is None, reason=reason)
