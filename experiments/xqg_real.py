@@ -1,6 +1,8 @@
 """xQG with the real offline generator on XQuAD-R: fusion of generated queries, against no augmentation.
 
     python experiments/xqg_real.py --shared ../shared/data --generated experiments/artifacts/xqg-real-gen-n1
+    python experiments/xqg_real.py --shared ../shared/data --generated experiments/artifacts/xqg-real-gen \
+        --out docs/results/xqg-real-n8
 
 The generate artifact may be unfinished (the generator needs hours on two CPU cores): its finished shards
 are read and the experiment runs on the paragraphs they cover. The pool is those paragraphs only, and
@@ -14,7 +16,12 @@ queries at <= 32 tokens, as `xdr augment` does):
 * the mean fusion with re-normalisation (#3's recommended form) over alpha, all generated languages;
 * the paper's plain sum at alpha = 0.01;
 * at the best alpha: all generated languages, only the query's own language, only English, and all but
-  English (the query's language varies per query, so that index is built per language).
+  English (the query's language varies per query, so that index is built per language; the English
+  conditions need a run that generated English);
+* for a run with n > 1 per language, the number of generated queries: the first n' of each passage and
+  language for n' in 1, 2, 3, 4, 5, 8 (so the sets are nested), fused at the best alpha and scored by
+  max-sim at the best beta, each against no augmentation.
+Every stored output is judged by today's filters (`refilter`): long runs span changes to the rules.
 Writes docs/results/xqg-real.md and .json: macro tables and per-language tables against no augmentation
 with paired t-test and Wilcoxon p-values (Holm-corrected).
 """
@@ -35,7 +42,8 @@ from train_xquad_r import digest
 from xdr.augment import fuse
 from xdr.data.squad import read_xquad_r
 from xdr.evaluate import Report, evaluate
-from xdr.generate.store import read_generated
+from xdr.evaluate.significance import Comparison, paired_test, with_holm
+from xdr.generate.store import read_generated, refilter
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
@@ -45,7 +53,8 @@ MEASURES = ["R@1", "RR@10"]
 BUDGETS = [100, 300]
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5]
 PAPER_SUM_ALPHA = 0.01
-BETAS = [0.25, 0.5, 1.0]
+BETAS = [0.1, 0.25, 0.5, 1.0]
+N_SWEEP = [1, 2, 3, 4, 5, 8]
 
 
 def main() -> int:
@@ -57,7 +66,9 @@ def main() -> int:
     a = ap.parse_args()
 
     data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
-    gen = [g for g in read_generated(a.generated, partial=True) if g.query]
+    stored = read_generated(a.generated, kept_only=False, partial=True)
+    every_row = list(refilter(stored, {p.id: p for p in data.corpus}))
+    gen = [g for g in every_row if g.keep and g.query]
     covered = {g.docid for g in gen}
     corpus = [p for p in data.corpus if p.id in covered]
     if not corpus:
@@ -107,9 +118,11 @@ def main() -> int:
     langs = {
         "all generated languages": sweep[best_alpha],
         "query's language only": by_query_lang(lambda lang: glang == lang, "query's language only"),
-        "English only": by_query_lang(lambda lang: glang == "en", "English only"),
-        "all but English": by_query_lang(lambda lang: glang != "en", "all but English"),
     }
+    has_en = bool((glang == "en").any())
+    if has_en:
+        langs["English only"] = by_query_lang(lambda lang: glang == "en", "English only")
+        langs["all but English"] = by_query_lang(lambda lang: glang != "en", "all but English")
 
     def maxsim(beta: float, keep: np.ndarray) -> np.ndarray:
         """#5's s(q, p) + beta * max_i s(q, g_i) over the whole pool (re-ranking with K = pool size); a
@@ -122,28 +135,46 @@ def main() -> int:
         return dense + beta * np.where(np.isinf(best), dense, best)
 
     sims = {beta: report(maxsim(beta, everything), f"max-sim b={beta}") for beta in BETAS}
-    sims_no_en = report(maxsim(0.5, glang != "en"), "max-sim b=0.5, all but English")
+    sims_no_en = report(maxsim(0.5, glang != "en"), "max-sim b=0.5, all but English") if has_en else None
+    best_beta = max(sims, key=lambda b: sims[b].macro["RR@10"])
+
+    meta = json.loads((a.generated / "meta.json").read_text())["params"]
+    ks = np.array([g.k for g in gen])
+    nsweep = {n: (report(tvec @ fused(best_alpha, ks < n).T, f"mean+renorm a={best_alpha}, n={n}"),
+                  report(maxsim(best_beta, ks < n), f"max-sim b={best_beta}, n={n}"))
+              for n in N_SWEEP if meta["n"] > 1 and n <= meta["n"]}
 
     shards = sorted(a.generated.glob("part-*.parquet"))
     kept = Counter(g.lang for g in gen)
-    every = Counter(g.lang for g in read_generated(a.generated, kept_only=False, partial=True))
-    meta = json.loads((a.generated / "meta.json").read_text())["params"]
+    every = Counter(g.lang for g in every_row)
     setup = {
         "command": "python " + " ".join(sys.argv), "generated": str(a.generated), "shards": len(shards),
         "finished": (a.generated / "_DONE").exists(), "generator": meta["generator"], "n": meta["n"],
         "paragraphs": len(corpus), "articles": len({p.split("-")[0] for p in pid}), "test_queries": len(test),
-        "generated_kept": dict(kept), "generated_all": dict(every), "best_alpha": best_alpha,
+        "generated_kept": dict(kept), "generated_all": dict(every), "best_alpha": best_alpha, "best_beta": best_beta,
     }
+    tests = n_sweep_tests(base, nsweep)
     result = {"setup": setup, "none": base.macro, "sweep": {str(k): v.macro for k, v in sweep.items()},
               "paper_sum": paper.macro, "languages": {k: v.macro for k, v in langs.items()},
-              "maxsim": {str(k): v.macro for k, v in sims.items()}, "maxsim_no_en": sims_no_en.macro,
+              "maxsim": {str(k): v.macro for k, v in sims.items()}, "maxsim_no_en": sims_no_en and sims_no_en.macro,
+              "n_sweep": {str(n): {"fusion": f.macro, "maxsim": m.macro} for n, (f, m) in nsweep.items()},
+              "n_sweep_tests": [{"system": c.system, "measure": c.measure, "diff": c.mean_diff,
+                                 "t_holm": c.t_pvalue_holm, "wilcoxon_holm": c.wilcoxon_pvalue_holm} for c in tests],
               "per_language": {r.name: r.per_language
                                for r in [base, *sweep.values(), paper, *langs.values(), *sims.values()]}}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    a.out.with_suffix(".md").write_text("\n".join(document(setup, base, sweep, paper, langs, sims, sims_no_en)) + "\n")
+    lines = document(setup, base, sweep, paper, langs, sims, sims_no_en, nsweep, tests)
+    a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out.with_suffix('.md')}")
     return 0
+
+
+def n_sweep_tests(base: Report, nsweep: dict[int, tuple[Report, Report]]) -> list[Comparison]:
+    """Each n's fusion and max-sim against no augmentation on R@1 and MRR@10 over all queries, Holm over
+    the whole table (the paper's claim is about which n gives a significant gain)."""
+    return with_holm([paired_test(base.scores(m), r.scores(m), measure=m, baseline_name=base.name, system_name=r.name)
+                      for pair in nsweep.values() for r in pair for m in ("R@1", "RR@10")])
 
 
 def row_of(name: str, r: Report, base: Report) -> str:
@@ -152,7 +183,8 @@ def row_of(name: str, r: Report, base: Report) -> str:
 
 
 def document(setup: dict[str, Any], base: Report, sweep: dict[float, Report], paper: Report,
-             langs: dict[str, Report], sims: dict[float, Report], sims_no_en: Report) -> list[str]:
+             langs: dict[str, Report], sims: dict[float, Report], sims_no_en: Report | None,
+             nsweep: dict[int, tuple[Report, Report]], tests: list[Comparison]) -> list[str]:
     s = setup
     rates = ", ".join(f"{lang} {s['generated_kept'].get(lang, 0)}/{n}"
                       for lang, n in sorted(s["generated_all"].items()))
@@ -177,7 +209,22 @@ def document(setup: dict[str, Any], base: Report, sweep: dict[float, Report], pa
               head, rule, row_of("no augmentation", base, base),
               row_of(f"best fusion (mean + renorm, α = {s['best_alpha']})", fusion, base),
               *(row_of(f"max-sim, β = {beta}", r, base) for beta, r in sims.items()),
-              row_of("max-sim, β = 0.5, all but English", sims_no_en, base), ""]
+              *([row_of("max-sim, β = 0.5, all but English", sims_no_en, base)] if sims_no_en else []), ""]
+    if nsweep:
+        p = {(c.system, c.measure): c for c in tests}
+
+        def cell(r: Report, m: str) -> str:
+            c = p[(r.name, m)]
+            return f"{r.macro[m]:.2f} ({c.mean_diff:+.2f}; t {c.t_pvalue_holm:.3f}, W {c.wilcoxon_pvalue_holm:.3f})"
+
+        lines += [f"## Number of generated queries per language (α = {s['best_alpha']}, β = {s['best_beta']})", "",
+                  "The first n of each passage's and language's samples, judged by the filters, so the sets are "
+                  "nested. Each cell: score (difference to no augmentation; Holm-corrected p of the paired t-test "
+                  "and Wilcoxon test over all queries, corrected over the table).", "",
+                  "| n | fusion R@1 | fusion MRR@10 | max-sim R@1 | max-sim MRR@10 |", "|---:|---:|---:|---:|---:|",
+                  f"| none | {base.macro['R@1']:.2f} | {base.macro['RR@10']:.2f} | | |",
+                  *(f"| {n} | {cell(f, 'R@1')} | {cell(f, 'RR@10')} | {cell(m, 'R@1')} | {cell(m, 'RR@10')} |"
+                    for n, (f, m) in nsweep.items()), ""]
     best_sim = max(sims.values(), key=lambda r: r.macro["RR@10"])
     comparisons = [(f"mean + renorm, α = {s['best_alpha']}, all languages", fusion, base, "no augmentation"),
                    *((k, v, base, "no augmentation") for k, v in langs.items() if k != "all generated languages"),
