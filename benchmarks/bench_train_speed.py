@@ -19,6 +19,11 @@ CUDA (fp32 on CPU).
    ``scores = q @ p.T`` (batch × batch·(1+negatives)), cross-entropy with target ``i`` (positives first, as in MNRL),
    backward, AdamW step (no clipping, no scheduler).
 
+``--compile`` runs both through ``torch.compile`` the way ``xdr train --compile`` does (the Trainer's
+``torch_compile``: the whole sentence-transformers model, which the loss then calls; for ``plain`` the
+BertModel): the lever for the MFU target, since fused kernels cut the LayerNorm/GELU/dropout memory traffic
+that eager bf16 spends between the matmuls. Compilation happens in the warm-up steps.
+
 Both start from the same weights. Rounds alternate the order of the systems; ``--warmup`` steps per
 system are excluded; ``torch.cuda.synchronize()`` brackets every timed block.
 
@@ -39,6 +44,7 @@ Run (CPU smoke test, kept in benchmarks/results/train_speed_cpu_tiny.json):
     .venv/bin/python benchmarks/bench_train_speed.py --device cpu --size tiny --threads 1
 H100 run (defaults: batch 128, 7 negatives, 20 timed steps after 5 warm-up steps, 3 rounds):
     python3 benchmarks/bench_train_speed.py --device cuda --size base
+    python3 benchmarks/bench_train_speed.py --device cuda --size base --compile
 The device machine has torch and transformers; it may lack sentence-transformers, which imports
 scikit-learn, scipy, datasets and accelerate at import time (checked here: blocking any of them breaks
 ``import sentence_transformers``; Pillow is not needed). Install what is missing from wheels carried
@@ -130,6 +136,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--compile", action="store_true", help="torch.compile both systems (xdr train --compile)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -167,6 +174,11 @@ def main() -> None:
                                                  (bert_st.state_dict()[k] for k in plain.state_dict()),
                                                  strict=True)), "the two systems start from different weights"
 
+    if args.compile:  # after the weight check: a compiled module's state_dict keys gain "_orig_mod."
+        st_loss.model = torch.compile(st)
+        plain_forward = torch.compile(plain)
+    else:
+        plain_forward = plain
     fused = {"fused": True} if cuda else {}
     opt_st = torch.optim.AdamW(st.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, **fused)
     sched_st = get_linear_schedule_with_warmup(opt_st, 0, 10_000)
@@ -199,8 +211,8 @@ def main() -> None:
         q, p = plain_data[i % n_batches]
         plain.train()
         with autocast:
-            qv = plain(**q).last_hidden_state[:, 0]
-            pv = plain(**p).last_hidden_state[:, 0]
+            qv = plain_forward(**q).last_hidden_state[:, 0]
+            pv = plain_forward(**p).last_hidden_state[:, 0]
             scores = (qv @ pv.T).float()
             loss = torch.nn.functional.cross_entropy(scores, labels)
         loss.backward()
@@ -279,6 +291,7 @@ def main() -> None:
                      "passages_per_step": n_passages, "query_len": args.query_len,
                      "passage_len": args.passage_len, "warmup_steps": warmup, "timed_steps": steps,
                      "rounds": args.rounds, "lr": args.lr, "threads": torch.get_num_threads(),
+                     "torch_compile": args.compile,
                      "loss": "InfoNCE, in-batch + hard negatives, dot, scale 1, CLS pooling",
                      "data": "synthetic random token ids, exact lengths, no padding, 4 batches cycled"},
         "systems": {
@@ -301,7 +314,8 @@ def main() -> None:
         "machine": info,
         "command": " ".join(shlex.quote(x) for x in [sys.executable, *sys.argv]),
     }
-    out = args.out or REPO / "benchmarks" / "results" / f"train_speed_{device.type}_{size}.json"
+    name = f"train_speed_{device.type}_{size}{'_compile' * args.compile}.json"
+    out = args.out or REPO / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))

@@ -5,7 +5,8 @@
 #   wheels   pydantic (xdr's config), datasets + dill + multiprocess (SentenceTransformerTrainer), py3langid
 #   model    me5-small trimmed to XQuAD-R's vocabulary and packed (`xdr models trim --pack`), ~50 MiB
 #   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
-# and `run PARTS` (there; PARTS: any of bench-train bench-encode bench-generate train-exp) writes into $OUT;
+# and `run PARTS` (there; PARTS: any of bench-train bench-train-compile bench-encode bench-generate
+# train-exp) writes into $OUT;
 # environment: CONDITIONS, GENERATED, SIZES, TRAIN_TIMEOUT for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT,
 # GEN_TIMEOUT for bench-generate.
 # Then `collect` (here) unpacks the returned rankings into runs/train-xquad-r for the evaluation:
@@ -68,6 +69,8 @@ run)
     case $part in
     bench-train) timeout 150 python3 benchmarks/bench_train_speed.py --device cuda --size base \
                    --out "$OUT/train_speed_cuda_base.json" ;;
+    bench-train-compile) timeout 240 python3 benchmarks/bench_train_speed.py --device cuda --size base --compile \
+                   --out "$OUT/train_speed_cuda_base_compile.json" ;;
     bench-encode) timeout 120 python3 benchmarks/bench_encode_speed.py --device cuda --data /tmp/data \
                    --out "$OUT/encode_speed_cuda_bert_base.json" ;;
     bench-generate) timeout "${GEN_TIMEOUT:-240}" python3 benchmarks/bench_generate_speed.py --device cuda \

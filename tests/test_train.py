@@ -211,6 +211,22 @@ def test_killed_run_resumes_to_the_same_weights(spec: ModelSpec, tmp_path: Path)
     assert (trained.pooling, trained.normalize) == ("cls", False)  # DPR-style: CLS, dot product
 
 
+def test_compiled_run_resumes_an_eager_one_and_saves_plain_weights(spec: ModelSpec, tmp_path: Path) -> None:
+    """``torch_compile`` is a speed knob, not a setting: it resumes an eager run's checkpoint, and the saved
+    model has the eager model's keys (no ``_orig_mod.`` prefix). Fused kernels round differently and Adam
+    turns a rounding difference in a tiny gradient into a full step, so the weights agree within the
+    four remaining steps' bound of 2 · lr each, not bitwise."""
+    straight = _train(spec, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _train(spec, tmp_path / "b", callbacks=[_Kill()])
+    resumed = _train(spec, tmp_path / "b", torch_compile=True)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 2 * 1e-3 * 4, worst
+    assert read_meta(tmp_path / "b")["result"]["global_step"] == 6
+
+
 class _KillAtEnd(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         raise KeyboardInterrupt  # the final checkpoint is written, model/ and _DONE are not

@@ -472,6 +472,7 @@ def train(
     passage_max_length: PLenOpt = None,
     dtype: DTypeOpt = None,
     device: DeviceOpt = None,
+    torch_compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile (GPU speed)")] = False,
 ) -> None:
     """Fine-tune a dual encoder with contrastive InfoNCE over in-batch and hard negatives; resumes after a kill."""
     from xdr.train.dual import DualSource, EvalSet, train_dual_encoder
@@ -490,7 +491,7 @@ def train(
         mini_batch_size=mini_batch_size, similarity=similarity, scale=scale,
         gather_across_devices=gather_across_devices, epochs=epochs, max_steps=max_steps, lr=lr,
         warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-        dtype=dtype or "auto", device=device, eval_set=eval_set, save_steps=save_steps,
+        dtype=dtype or "auto", device=device, torch_compile=torch_compile, eval_set=eval_set, save_steps=save_steps,
     )
     out.print(f"model: {path}")
 

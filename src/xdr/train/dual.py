@@ -313,6 +313,7 @@ def train_dual_encoder(
     seed: int = 42,
     dtype: DType = "auto",
     device: str | None = None,
+    torch_compile: bool = False,
     eval_set: EvalSet | None = None,
     eval_steps: int | None = None,
     save_steps: int = 500,
@@ -328,7 +329,9 @@ def train_dual_encoder(
     passages, times the device count with ``gather_across_devices``. ``grad_accum`` does not add
     negatives (each micro-batch has its own softmax); for big batches use ``loss="cached-mnrl"`` with a
     small ``mini_batch_size``. ``max_steps`` overrides ``epochs``. ``dtype`` ``auto``: bf16 autocast on a
-    GPU that has it, fp32 elsewhere. With ``eval_set``, MRR@10 (and more) is computed every
+    GPU that has it, fp32 elsewhere. ``torch_compile`` runs the model through ``torch.compile`` (the Trainer's
+    ``torch_compile``): fused kernels for the throughput the MFU benchmark asks of a GPU; it changes no
+    setting of the run, so a run may resume with or without it. With ``eval_set``, MRR@10 (and more) is computed every
     ``eval_steps`` (default ``save_steps``) and at the end.
 
     A rerun with the same settings resumes from the last complete checkpoint (a finished run returns at
@@ -404,7 +407,7 @@ def train_dual_encoder(
         batch_size=batch_size, grad_accum=grad_accum, seed=seed, dtype=torch_dtype, device=torch_device,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints, evaluate=eval_set is not None,
         eval_steps=eval_steps, logging_steps=logging_steps, fp16_problem="contrastive training needs bf16 or fp32",
-        warmup_steps=warmup_steps, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, weight_decay=weight_decay, torch_compile=torch_compile,
         dataloader_drop_last=gather_across_devices,  # all_gather needs equal batches on every device
     )
 
