@@ -25,9 +25,16 @@ into one per condition (every query is tested exactly once) and compared per lan
 R@300t: each condition against ``none`` and synthetic/both against human (paired t-test and Wilcoxon, Holm).
 
 --synthetic-sizes 500,1000,... trains extra ``synthetic-n<size>`` models on nested random subsets of each
-fold's synthetic pairs and plots macro RR@10 / R@1 against the number of pairs. --xqg additionally folds
-the generated queries of every pool paragraph into the index of each model (mean fusion, alpha 0.3,
-re-normalised, generated queries encoded as queries at <= 32 tokens) and reports ``<condition>+xqg``.
+fold's synthetic pairs and plots macro RR@10 / R@1 against the number of pairs. --generated-shards N uses
+only the first N finished shards of --generated, which pins an experiment's data while the run grows.
+
+--xqg checks #3's xQG on top of each model of --xqg-conditions (default: all): the kept queries of
+--xqg-generated (default --generated), judged by today's filters, are folded into the passage vectors
+(mean fusion, alpha 0.3, re-normalised, encoded as queries at <= 32 tokens). Generation covers only part
+of the pool, and on the full pool the fused passages would compete with plain ones (coverage, not the
+method, would be measured), so both sides of this comparison use the covered paragraphs as the pool and
+the test queries whose paragraph is covered: ``<condition>@covered`` (plain) against
+``<condition>+xqg`` (fused).
 
 Writes docs/results/training.md, .json and .png (smoke: runs/train-xquad-r-smoke/). Without --generated,
 the smoke run makes a tiny fake generate artifact under its work dir so the synthetic path is exercised;
@@ -101,13 +108,13 @@ class FakeGenerator:
         return [[f"[{lang}] {' '.join(p.text.split()[k:k + 8])}?" for k in range(n)] for p in passages]
 
 
-def read_synthetic(generated: Path, cap: int) -> list[Query]:
+def read_synthetic(generated: Path, cap: int, shards: int | None = None) -> list[Query]:
     """Kept generated queries as Query records with id ``docid::lang::k``, at most ``cap`` per (docid, lang)."""
     from xdr.generate.store import read_generated
 
     seen: dict[tuple[str, str], int] = {}
     out = []
-    for g in read_generated(generated, partial=True):
+    for g in read_generated(generated, partial=True, shards=shards):
         if not g.query:
             continue
         n = seen.get((g.docid, g.lang), 0)
@@ -116,6 +123,15 @@ def read_synthetic(generated: Path, cap: int) -> list[Query]:
         seen[(g.docid, g.lang)] = n + 1
         out.append(Query(f"{g.docid}::{g.lang}::{g.k}", g.lang, g.query))
     return out
+
+
+def read_xqg(generated: Path, passages: dict[str, Passage]) -> list[tuple[str, str]]:
+    """(paragraph id, query) of every kept generated query, judged by today's filters (long runs span
+    changes to the rules), for the XQuAD-R paragraphs only."""
+    from xdr.generate.store import read_generated, refilter
+
+    rows = [g for g in read_generated(generated, kept_only=False, partial=True) if g.docid in passages]
+    return [(g.docid, g.query) for g in refilter(rows, passages) if g.keep and g.query]
 
 
 class StepTimer:
@@ -157,7 +173,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--synthetic-per-lang", type=int, default=3, help="cap per (paragraph, language)")
     ap.add_argument("--synthetic-sizes", default="", help="comma list: extra synthetic runs on subsets")
-    ap.add_argument("--xqg", action="store_true", help="also evaluate each model with xQG augmentation")
+    ap.add_argument("--generated-shards", type=int, default=None, help="only the first N shards of --generated")
+    ap.add_argument("--xqg", action="store_true", help="also evaluate models with xQG augmentation")
+    ap.add_argument("--xqg-generated", type=Path, default=None, help="generate artifact for --xqg")
+    ap.add_argument("--xqg-conditions", default=None, help="conditions checked by --xqg (default: all)")
     ap.add_argument("--smoke", action="store_true", help="1 fold of 2 test articles, 2 steps, no plot, runs/ only")
     ap.add_argument("--mini-batch-size", type=int, default=None,
                     help="GradCache (cached-mnrl): the same loss as --batch-size in memory for this many texts")
@@ -191,7 +210,7 @@ def main() -> int:
 
         generated = run_generation(corpus, FakeGenerator(), work / "fake-generated", langs=XQUAD_R_DEV_LANGS,
                                    n=1, seed=a.seed, filters=None)
-    synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang) if generated else []
+    synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang, a.generated_shards) if generated else []
     if not synthetic:
         dropped = [c for c in conditions if c in ("synthetic", "both")]
         if dropped:
@@ -203,6 +222,13 @@ def main() -> int:
     if unknown:
         print(f"warning: {len(unknown)} generated docids are not XQuAD-R paragraphs, e.g. {sorted(unknown)[:3]}")
         synthetic = [q for q in synthetic if syn_para[q.id] in by_id]
+
+    xqg_queries = read_xqg(a.xqg_generated or generated, by_id) if a.xqg and (a.xqg_generated or generated) else []
+    xqg_conditions = set(a.xqg_conditions.split(",")) if a.xqg_conditions else None
+    covered = sorted({para for para, _ in xqg_queries}, key=pid.index)
+    cov_row = {p: i for i, p in enumerate(covered)}
+    xqg_owner = np.array([cov_row[para] for para, _ in xqg_queries], dtype=np.int64)
+    xqg_key = digest([f"{para}\t{text}" for para, text in xqg_queries])
 
     # the model is loaded only when something is not cached: an evaluation of returned rankings needs none
     @functools.cache
@@ -239,23 +265,30 @@ def main() -> int:
             out_.append(TrainingExample(query=q, positives=(by_id[pos],), negatives=tuple(by_id[n] for n in negs)))
         return out_
 
-    gvecs: dict[str, np.ndarray] = {}
-
-    def rank(enc: Encoder | None, model_key: str, test: list[Query], xqg: bool) -> dict[str, list[str]]:
+    def rank(enc: Encoder | None, test: list[Query], variants: list[str]) -> dict[str, dict[str, list[str]]]:
+        """Top-TOP rankings of ``test``: ``plain`` over the full pool; ``covered`` and ``xqg`` over the
+        paragraphs the xQG artifact covers, for the test queries whose paragraph is covered, without and
+        with the generated queries fused in."""
         enc = enc or base()
         pv = pvec0() if enc is base() else enc.encode([p.joined(spec().title_separator) for p in corpus], "passage",
                                                       batch_size=16)
-        if xqg:
+        tv = enc.encode([q.text for q in test], "query", batch_size=64)
+
+        def top(qv: np.ndarray, qs: list[Query], vecs: np.ndarray, ids: list[str]) -> dict[str, list[str]]:
+            order = np.argsort(-(qv @ vecs.T), axis=1)[:, :TOP]
+            return {q.id: [ids[j] for j in order[i]] for i, q in enumerate(qs)}
+
+        out = {"plain": top(tv, test, pv, pid)} if "plain" in variants else {}
+        if "xqg" in variants:
             enc32 = Encoder(enc.spec.model_copy(update={"query_max_length": 32}), enc.model, enc.tokenizer,
                             enc.device)
-            if model_key not in gvecs:
-                gvecs[model_key] = enc32.encode([q.text for q in synthetic], "query", batch_size=64)
-            row = {p: i for i, p in enumerate(pid)}
-            owner = np.array([row[syn_para[q.id]] for q in synthetic])
-            pv = fuse(pv, owner, gvecs[model_key], XQG_ALPHA, "mean", renormalize=True)
-        tv = enc.encode([q.text for q in test], "query", batch_size=64)
-        top = np.argsort(-(tv @ pv.T), axis=1)[:, :TOP]
-        return {q.id: [pid[j] for j in top[i]] for i, q in enumerate(test)}
+            gv = enc32.encode([text for _, text in xqg_queries], "query", batch_size=64)
+            cv = pv[[pid.index(p) for p in covered]]
+            sel = [i for i, q in enumerate(test) if para_of[q.id] in cov_row]
+            qs = [test[i] for i in sel]
+            out["covered"] = top(tv[sel], qs, cv, covered)
+            out["xqg"] = top(tv[sel], qs, fuse(cv, xqg_owner, gv, XQG_ALPHA, "mean", renormalize=True), covered)
+        return out
 
     def train_fold(cond: str, k: int, train_articles: list[str], size: int | None) -> Path | None:
         if cond == "none":
@@ -292,31 +325,30 @@ def main() -> int:
         return model
 
     runs = [*conditions, *(f"synthetic-n{s}" for s in sizes)]
-    rankings: dict[str, list[tuple[dict[str, list[str]], dict[str, list[str]] | None, list[Query]]]] = {}
+    rankings: dict[str, list[tuple[dict[str, dict[str, list[str]]], list[Query]]]] = {}
     for cond in runs:
         size = int(cond.removeprefix("synthetic-n")) if cond.startswith("synthetic-n") else None
+        with_xqg = bool(xqg_queries) and (xqg_conditions is None or cond in xqg_conditions)
         for k, (test_articles, train_articles) in enumerate(splits):
             assert not set(test_articles) & set(train_articles)
             test = [q for q in queries if article(para_of[q.id]) in test_articles]
-            variants = [False, True] if a.xqg and synthetic else [False]
-            caches = {xqg: work / cond / f"fold{k}" / "ranking{}-{}.json".format(
-                "-xqg" if xqg else "",
-                digest([*test_articles, cond, f"{generated}:{a.synthetic_per_lang}" if xqg else ""]))
-                for xqg in variants}
-            # a fold whose rankings are all cached needs no model (they may come from another machine)
-            model = None if all(c.exists() for c in caches.values()) else train_fold(cond, k, train_articles, size)
-            enc = None
-            ranked: dict[bool, dict[str, list[str]]] = {}
-            for xqg, cache in caches.items():
-                if not cache.exists():
-                    if model is not None and enc is None:
-                        from xdr.train.dual import trained_spec
+            fold = work / cond / f"fold{k}"
+            caches = {"plain": fold / f"ranking-{digest([*test_articles, cond, ''])}.json"}
+            if with_xqg:
+                caches |= {v: fold / f"ranking-{v}-{digest([*test_articles, cond, xqg_key])}.json"
+                           for v in ("covered", "xqg")}
+            missing = [v for v, c in caches.items() if not c.exists()]
+            if missing:  # a fold whose rankings are all cached needs no model (they may come from another machine)
+                model = train_fold(cond, k, train_articles, size)
+                enc = None
+                if model is not None:
+                    from xdr.train.dual import trained_spec
 
-                        enc = Encoder.load(trained_spec(model, spec()))
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    cache.write_text(json.dumps(rank(enc, f"{cond}/{k}", test, xqg)))
-                ranked[xqg] = json.loads(cache.read_text())
-            rankings.setdefault(cond, []).append((ranked[False], ranked.get(True), test))
+                    enc = Encoder.load(trained_spec(model, spec()))
+                for v, ranking in rank(enc, test, missing).items():
+                    caches[v].parent.mkdir(parents=True, exist_ok=True)
+                    caches[v].write_text(json.dumps(ranking))
+            rankings.setdefault(cond, []).append(({v: json.loads(c.read_text()) for v, c in caches.items()}, test))
     if a.rank_only:
         print(f"rankings cached under {work}; evaluate them by running again without --rank-only", flush=True)
         return 0
@@ -327,41 +359,39 @@ def main() -> int:
     counts: dict[str, int] = {}
     step_times: list[float] = []
     for cond, folds_ranked in rankings.items():
-        per_query: dict[str, dict[str, float]] = {}
-        per_query_x: dict[str, dict[str, float]] = {}
+        per_variant: dict[str, dict[str, dict[str, float]]] = {}
         langs: dict[str, str] = {}
-        for plain, with_xqg, test in folds_ranked:
-            test_qrels = {q.id: qrels[q.id] for q in test}
-            for ranked_, target in ((plain, per_query), (with_xqg, per_query_x)):
-                if ranked_ is None:
-                    continue
-                rep = evaluate(ranked_, test, qrels=test_qrels, passages=texts, measures=MEASURES,
-                               token_budgets=BUDGETS, name=cond)
+        for ranked, test in folds_ranked:
+            for v, ranked_ in ranked.items():
+                qs = [q for q in test if q.id in ranked_]
+                rep = evaluate(ranked_, qs, qrels={q.id: qrels[q.id] for q in qs}, passages=texts,
+                               measures=MEASURES, token_budgets=BUDGETS, name=cond)
                 for m, s in rep.per_query.items():
-                    target.setdefault(m, {}).update(s)
+                    per_variant.setdefault(v, {}).setdefault(m, {}).update(s)
                 langs.update(rep.langs)
-        reports[cond] = Report(per_query, langs, cond)
-        if per_query_x:
-            reports[f"{cond}+xqg"] = Report(per_query_x, langs, f"{cond}+xqg")
+        for v, per_query in per_variant.items():
+            name = {"plain": cond, "covered": f"{cond}@covered", "xqg": f"{cond}+xqg"}[v]
+            reports[name] = Report(per_query, {q: langs[q] for q in per_query[MEASURES[0]]}, name)
         meta = work / cond / "fold0" / "meta.json"
         if meta.exists():
             counts[cond] = json.loads(meta.read_text())["params"]["rows"]
         step_times += [t for f in sorted((work / cond).glob("fold*/steps.json")) for t in json.loads(f.read_text())]
-        for name in (cond, f"{cond}+xqg"):
+        for name in (cond, f"{cond}@covered", f"{cond}+xqg"):
             if name in reports:
                 print(f"{name:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[name].macro.items()), flush=True)
 
-    write(a, out, folds, reports, counts, sizes, step_times, len(synthetic), generated)
+    write(a, out, folds, reports, counts, sizes, step_times, len(synthetic), generated, len(covered))
     return 0
 
 
 def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dict[str, Report],
           counts: dict[str, int], sizes: list[int], step_times: list[float], n_syn: int,
-          generated: Path | None) -> None:
+          generated: Path | None, n_covered: int) -> None:
     command = "python " + " ".join(sys.argv)
     n_queries = len(next(iter(reports.values())).langs)
     result = {
         "setup": {"command": command, "folds": folds, "test_queries": n_queries, "synthetic_queries": n_syn,
+                  "xqg_covered_paragraphs": n_covered,
                   "generated": str(generated) if generated else None,
                   "train_rows_fold0": counts, "seconds_per_step": float(np.mean(step_times)) if step_times else None,
                   "args": {k: str(v) for k, v in vars(a).items()}},
@@ -378,15 +408,19 @@ def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dic
         f"Made by `{command}`. {len(folds)} fold(s) over articles; {n_queries} test queries (de, el, es, hi, "
         "tr, vi), each ranked once, by the model whose training folds exclude its article, against the full "
         "240-paragraph English pool. Macro averages over languages.",
+        *([f"Rows `<condition>@covered` and `<condition>+xqg` (xQG, #3): the pool is the {n_covered} paragraphs "
+           "that the xQG generate artifact covers and the test queries are those of their questions, without "
+           "and with the generated queries fused in (mean, α = 0.3, re-normalised)."] if n_covered else []),
         "",
         "| condition | train pairs (fold 0) | " + " | ".join(next(iter(reports.values())).macro) + " |",
         "|---|---:|" + "---:|" * (len(MEASURES) + len(BUDGETS)),
     ]
     for n, r in reports.items():
         lines.append(f"| {n} | {counts.get(n, '')} | " + " | ".join(f"{v:.2f}" for v in r.macro.values()) + " |")
-    none = reports.get("none")
-    pairs = [(n, "none") for n in reports if n != "none" and none is not None]
-    pairs += [(n, "human") for n in ("synthetic", "both", "synthetic+xqg") if n in reports and "human" in reports]
+    plain = [n for n in reports if "@" not in n and "+" not in n]
+    pairs = [(n, "none") for n in plain if n != "none" and "none" in reports]
+    pairs += [(n, "human") for n in ("synthetic", "both") if n in reports and "human" in reports]
+    pairs += [(n, n.replace("+xqg", "@covered")) for n in reports if n.endswith("+xqg")]
     for sys_name, base_name in pairs:
         table = reports[sys_name].comparison_markdown(reports[base_name], digits=2)
         lines += ["", f"## {sys_name} vs {base_name}", "", table]

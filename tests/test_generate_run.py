@@ -105,6 +105,10 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path: Path) -> None:
     partial = [(q.docid, q.lang, q.k) for q in read_generated(tmp_path / "resumed", partial=True)]
     assert partial == [(q.docid, q.lang, q.k) for q in read_generated(full)][:18]
     assert {d for d, _, _ in partial} == {"doc0", "doc1", "doc2"}
+    # and pin the first shards of a run that has more
+    assert [(q.docid, q.lang, q.k) for q in read_generated(full, shards=1)] == partial
+    with pytest.raises(XdrError, match="first 9 shards"):
+        next(read_generated(tmp_path / "resumed", partial=True, shards=9))
 
     again = FakeGenerator()
     run(tmp_path / "resumed", again)

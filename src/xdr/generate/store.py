@@ -127,15 +127,21 @@ def write_shards(
         i += 1
 
 
-def read_generated(out_dir: str | Path, kept_only: bool = True, partial: bool = False) -> Iterator[GeneratedQuery]:
+def read_generated(
+    out_dir: str | Path, kept_only: bool = True, partial: bool = False, shards: int | None = None
+) -> Iterator[GeneratedQuery]:
     """Stream the rows of a finished artifact, shard by shard, in row order.
 
     ``partial`` also reads a run that is still going or was stopped: its finished shards only (a shard
     file exists once it is complete), for experiments that report how much of the corpus was covered.
+    ``shards`` reads only the first ones, so an experiment can pin its data while the run grows.
     """
     if not partial:
         require_done(out_dir)
-    for path in shard_paths(out_dir):
+    paths = shard_paths(out_dir)
+    if shards is not None and not 0 < shards <= len(paths):
+        raise XdrError(f"{out_dir}: asked for the first {shards} shards, it has {len(paths)} finished")
+    for path in paths[:shards]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
             for row in batch.to_pylist():
                 if row["keep"] or not kept_only:
