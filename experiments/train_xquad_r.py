@@ -34,7 +34,9 @@ only the first N finished shards of --generated, which pins an experiment's data
 of the pool, and on the full pool the fused passages would compete with plain ones (coverage, not the
 method, would be measured), so both sides of this comparison use the covered paragraphs as the pool and
 the test queries whose paragraph is covered: ``<condition>@covered`` (plain) against
-``<condition>+xqg`` (fused).
+``<condition>+xqg`` (fused). A --model trimmed by ``xdr models trim`` (what a GPU run carries) cannot spell
+generated text outside the vocabulary it was trimmed on, so for these rankings every model, trained or
+not, is first put back on its source's full vocabulary (``untrim_model``; identical on covered text).
 
 Writes docs/results/training.md, .json and .png (smoke: runs/train-xquad-r-smoke/). Without --generated,
 the smoke run makes a tiny fake generate artifact under its work dir so the synthetic path is exercised;
@@ -73,6 +75,7 @@ from xdr.data.squad import read_xquad_r
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
+from xdr.models.trim import TRIM_FILE, untrim_model
 
 if TYPE_CHECKING:
     from xdr.evaluate import Report
@@ -230,6 +233,25 @@ def main() -> int:
     xqg_owner = np.array([cov_row[para] for para, _ in xqg_queries], dtype=np.int64)
     xqg_key = digest([f"{para}\t{text}" for para, text in xqg_queries])
 
+    @functools.cache
+    def trim_source() -> str | None:
+        """The full-vocabulary model a trimmed --model came from, else None."""
+        trim = Path(spec().path) / TRIM_FILE
+        return json.loads(trim.read_text())["source"]["path"] if trim.exists() else None
+
+    def full_vocabulary(model: Path | None) -> Encoder | None:
+        """``model`` (None: the starting model) as an encoder at full vocabulary; None: base() will do."""
+        from xdr.train.dual import trained_spec
+
+        if trim_source() is None:
+            return None if model is None else Encoder.load(trained_spec(model, spec()))
+        if model is None:
+            return Encoder.load(resolve_spec(trim_source(), passage_max_length=256))
+        full = model.parent / "model-full"
+        if not full.exists():
+            untrim_model(model, trim_source(), full, trim_info=spec().path)
+        return Encoder.load(trained_spec(full, spec()))
+
     # the model is loaded only when something is not cached: an evaluation of returned rankings needs none
     @functools.cache
     def spec() -> ModelSpec:
@@ -340,11 +362,12 @@ def main() -> int:
             missing = [v for v, c in caches.items() if not c.exists()]
             if missing:  # a fold whose rankings are all cached needs no model (they may come from another machine)
                 model = train_fold(cond, k, train_articles, size)
-                enc = None
-                if model is not None:
+                if "xqg" in missing:
+                    enc = full_vocabulary(model)
+                else:
                     from xdr.train.dual import trained_spec
 
-                    enc = Encoder.load(trained_spec(model, spec()))
+                    enc = None if model is None else Encoder.load(trained_spec(model, spec()))
                 for v, ranking in rank(enc, test, missing).items():
                     caches[v].parent.mkdir(parents=True, exist_ok=True)
                     caches[v].write_text(json.dumps(ranking))

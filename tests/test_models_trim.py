@@ -65,6 +65,43 @@ def test_tiny_trim_identical(tiny_bert_dir: Path, tiny_trimmed: Path) -> None:
         np.testing.assert_allclose(trimmed.encode(texts, kind), full.encode(texts, kind), atol=1e-5)
 
 
+def test_untrim_returns_a_trained_trimmed_model_to_the_full_vocabulary(
+    tiny_bert_dir: Path, tiny_trimmed: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from xdr.models.trim import read_trim, untrim_model
+
+    # "fine-tune" the trimmed model: every weight moves; the trainer's output has no trim.json
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_trimmed, trained)
+    (trained / "trim.json").unlink()
+    moved = {k: v + 0.01 * torch.randn_like(v) for k, v in load_file(trained / "model.safetensors").items()}
+    save_file(moved, trained / "model.safetensors")
+    with pytest.raises(XdrError, match="not a trimmed model"):
+        untrim_model(trained, tiny_bert_dir, tmp_path / "x")
+    with pytest.raises(XdrError, match="fingerprint"):
+        untrim_model(trained, tiny_trimmed, tmp_path / "x", trim_info=tiny_trimmed)
+
+    back = untrim_model(trained, tiny_bert_dir, tmp_path / "full", trim_info=tiny_trimmed)
+    kept = read_trim(tiny_trimmed)["kept_ids"]
+    source, out = load_file(tiny_bert_dir / "model.safetensors"), load_file(back / "model.safetensors")
+    emb = "embeddings.word_embeddings.weight"
+    dropped = sorted(set(range(source[emb].shape[0])) - set(kept))
+    assert dropped and torch.equal(out[emb][dropped], source[emb][dropped])  # rows the run never had
+    assert torch.equal(out[emb][kept], moved[emb])
+    assert all(torch.equal(out[k], moved[k]) for k in out if k != emb)
+    # covered text encodes as the trained trimmed model does; other text tokenises as the source does
+    full, small = _encoder(back, pooling="mean"), _encoder(trained, pooling="mean")
+    np.testing.assert_allclose(full.encode(TINY_CORPUS, "passage"), small.encode(TINY_CORPUS, "passage"), atol=1e-5)
+    other = ["zebras quarrel about xylophones"]
+    assert full.tokenize(other, "query") == _encoder(tiny_bert_dir).tokenize(other, "query")
+    assert full.tokenize(other, "query") != [[kept[i] for i in ids] for ids in small.tokenize(other, "query")]
+
+
 def test_tiny_unknown_word_becomes_unk(tiny_trimmed: Path) -> None:
     """WordPiece: a word that cannot be spelled from the kept pieces is one [UNK]."""
     enc = _encoder(tiny_trimmed)

@@ -140,6 +140,23 @@ def models_unpack(
     out.print(f"{path}: weights sha256 {rebuilt_sha256(path)} (verified against the pack)")
 
 
+@models_app.command(
+    "untrim",
+    epilog="Example: xdr models untrim runs/train/model --source me5-small --trim-info me5-xq --out me5-ft",
+)
+def models_untrim(
+    trimmed: Annotated[Path, typer.Argument(help="a trimmed model, e.g. one fine-tuned from `xdr models trim`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the full-vocabulary model directory")],
+    source: Annotated[str, typer.Option(help="registry name or directory the trim was made from")] = "me5-small",
+    trim_info: Annotated[Path | None, typer.Option(
+        help="the trimmed model the run started from, when TRIMMED has no trim.json")] = None,
+) -> None:
+    """Put a trimmed (and fine-tuned) model back on its source's full vocabulary."""
+    from xdr.models.trim import untrim_model
+
+    out.print(f"untrimmed: {untrim_model(trimmed, _spec(source).path, out_dir, trim_info=trim_info)}")
+
+
 # ------------------------------------------------------------------------------------------------ data
 @data_app.command("list", epilog="Example: xdr data list")
 def data_list() -> None:

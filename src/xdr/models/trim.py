@@ -28,6 +28,13 @@ query languages use a small fraction (XQuAD-R: ~31k pieces). Two steps make it s
 
     Both are what the tests check. Trim on everything the model will ever encode (corpus and queries).
 
+``untrim_model``
+    The way back, for a model *fine-tuned* in trimmed form (on a machine that only a small model could
+    reach): the source's full embedding matrix with the trained rows written over the kept ones, the
+    trained weights for everything else, the source's tokenizer. Rows a trimmed run never had would have
+    had no gradient in a full-vocabulary run either, so with no weight decay the result is the model that
+    the same run at full size would have produced, and it encodes text outside the trimmed vocabulary.
+
 ``pack_model`` / ``unpack_model``
     One safetensors file: vocabulary-sized matrices as int8 rows with a float32 scale per row (symmetric,
     ``scale = max|row| / 127``), other tensors float16 (or bfloat16, or int8 rows for 2-D ones), and
@@ -336,6 +343,56 @@ def read_trim(model_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise XdrError(f"{model_dir}: no {TRIM_FILE}; not a trimmed model")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def untrim_model(
+    trimmed_dir: str | Path, source_dir: str | Path, out_dir: str | Path, *, trim_info: str | Path | None = None
+) -> Path:
+    """Write ``trimmed_dir`` (a trimmed model, possibly fine-tuned since) back at ``source_dir``'s full
+    vocabulary into ``out_dir`` (must not exist or be empty). ``trim_info``: the trimmed model the run
+    started from, when ``trimmed_dir`` lost its ``trim.json`` in training. Refuses a source other than
+    the one trimmed (fingerprint) and weights whose names or shapes do not line up."""
+    import torch
+
+    trimmed, src, out = Path(trimmed_dir), Path(source_dir), Path(out_dir)
+    info = read_trim(trim_info if trim_info is not None else trimmed)
+    _source_layout(src)
+    if _fingerprint(src) != info["source"]["fingerprint"]:
+        raise XdrError(f"{src}: is not the model {info['source']['path']} was trimmed from (fingerprint differs)")
+    if out.exists() and any(out.iterdir()):
+        raise XdrError(f"{out}: exists and is not empty; choose another output directory")
+    full, small = _load_weights(src), _load_weights(trimmed)
+    if full.keys() != small.keys():
+        raise XdrError(f"{trimmed}: weights {sorted(full.keys() ^ small.keys())[:3]} are in only one of it "
+                       f"and {src}")
+    rows = torch.tensor(info["kept_ids"], dtype=torch.long)
+    merged = {}
+    for k, v in small.items():
+        if k in info["sliced_tensors"]:
+            if v.shape != (len(rows), *full[k].shape[1:]):
+                raise XdrError(f"{trimmed}: {k} has shape {tuple(v.shape)}, not {len(rows)} kept rows")
+            merged[k] = full[k].index_copy(0, rows, v.to(full[k].dtype))
+        elif v.shape != full[k].shape:
+            raise XdrError(f"{trimmed}: {k} has shape {tuple(v.shape)}, {src} {tuple(full[k].shape)}")
+        else:
+            merged[k] = v
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _copy_other_files(trimmed, tmp)  # the trained run's sentence-transformers files
+        for name in sorted(_TOKENIZER_FILES | {"config.json"}):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        _save_weights(merged, tmp / WEIGHTS)
+        for p in [tmp, *tmp.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        if out.exists():
+            out.rmdir()
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("untrimmed %s onto %s's %d rows into %s", trimmed, src, info["source"]["vocab_size"], out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------- packing
