@@ -292,24 +292,30 @@ def main() -> int:
         paragraphs the xQG artifact covers, for the test queries whose paragraph is covered, without and
         with the generated queries fused in."""
         enc = enc or base()
-        pv = pvec0() if enc is base() else enc.encode([p.joined(spec().title_separator) for p in corpus], "passage",
-                                                      batch_size=16)
-        tv = enc.encode([q.text for q in test], "query", batch_size=64)
 
         def top(qv: np.ndarray, qs: list[Query], vecs: np.ndarray, ids: list[str]) -> dict[str, list[str]]:
             order = np.argsort(-(qv @ vecs.T), axis=1)[:, :TOP]
             return {q.id: [ids[j] for j in order[i]] for i, q in enumerate(qs)}
 
-        out = {"plain": top(tv, test, pv, pid)} if "plain" in variants else {}
-        if "xqg" in variants:
+        def passages(ids: list[str]) -> np.ndarray:
+            if enc is base():
+                return pvec0()[[pid.index(p) for p in ids]]
+            return enc.encode([by_id[p].joined(spec().title_separator) for p in ids], "passage", batch_size=16)
+
+        out = {}
+        if "plain" in variants:
+            out["plain"] = top(enc.encode([q.text for q in test], "query", batch_size=64), test, passages(pid), pid)
+        qs = [q for q in test if para_of[q.id] in cov_row]
+        if "xqg" in variants and not qs:  # no test paragraph of this fold is covered
+            out["covered"] = out["xqg"] = {}
+        elif "xqg" in variants:  # only what the covered pool needs: its passages and its queries
             enc32 = Encoder(enc.spec.model_copy(update={"query_max_length": 32}), enc.model, enc.tokenizer,
                             enc.device)
             gv = enc32.encode([text for _, text in xqg_queries], "query", batch_size=64)
-            cv = pv[[pid.index(p) for p in covered]]
-            sel = [i for i, q in enumerate(test) if para_of[q.id] in cov_row]
-            qs = [test[i] for i in sel]
-            out["covered"] = top(tv[sel], qs, cv, covered)
-            out["xqg"] = top(tv[sel], qs, fuse(cv, xqg_owner, gv, XQG_ALPHA, "mean", renormalize=True), covered)
+            cv = passages(covered)
+            tv = enc.encode([q.text for q in qs], "query", batch_size=64)
+            out["covered"] = top(tv, qs, cv, covered)
+            out["xqg"] = top(tv, qs, fuse(cv, xqg_owner, gv, XQG_ALPHA, "mean", renormalize=True), covered)
         return out
 
     def train_fold(cond: str, k: int, train_articles: list[str], size: int | None) -> Path | None:
@@ -387,6 +393,8 @@ def main() -> int:
         for ranked, test in folds_ranked:
             for v, ranked_ in ranked.items():
                 qs = [q for q in test if q.id in ranked_]
+                if not qs:
+                    continue
                 rep = evaluate(ranked_, qs, qrels={q.id: qrels[q.id] for q in qs}, passages=texts,
                                measures=MEASURES, token_budgets=BUDGETS, name=cond)
                 for m, s in rep.per_query.items():
