@@ -439,6 +439,10 @@ def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dic
         f"Made by `{command}`. {len(folds)} fold(s) over articles; {n_queries} test queries (de, el, es, hi, "
         "tr, vi), each ranked once, by the model whose training folds exclude its article, against the full "
         "240-paragraph English pool. Macro averages over languages.",
+        *([f"Starting model: me5-small trimmed to XQuAD-R's vocabulary ({a.model}: `bash experiments/gpu_session.sh "
+           f"prepare`, then `xdr models unpack .carry/me5-xq.safetensors --out {a.model}`), the form that travels to "
+           "the GPU machine; it encodes XQuAD-R text exactly as me5-small does."]
+          if (Path(a.model) / TRIM_FILE).exists() else []),
         *([f"Rows `<condition>@covered` and `<condition>+xqg` (xQG, #3): the pool is the {n_covered} paragraphs "
            "that the xQG generate artifact covers and the test queries are those of their questions, without "
            "and with the generated queries fused in (mean, α = 0.3, re-normalised)."] if n_covered else []),
