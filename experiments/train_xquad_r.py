@@ -415,6 +415,9 @@ def main() -> int:
     return 0
 
 
+NOTES = "## How it was run, and what it says"
+
+
 def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dict[str, Report],
           counts: dict[str, int], sizes: list[int], step_times: list[float], n_syn: int,
           generated: Path | None, n_covered: int) -> None:
@@ -459,7 +462,10 @@ def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dic
     for sys_name, base_name in pairs:
         table = reports[sys_name].comparison_markdown(reports[base_name], digits=2)
         lines += ["", f"## {sys_name} vs {base_name}", "", table]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    md = out.with_suffix(".md")
+    old = md.read_text() if md.exists() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""  # the hand-written reading survives a rerun
+    md.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
     if sizes and not a.smoke:
         plot(reports, sizes, counts, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.md')}")
