@@ -3,16 +3,20 @@
 # The device has torch, transformers, sentence-transformers, pyarrow; nothing can be installed from a
 # registry there, so `prepare` (here) fills the git-ignored .carry/ with what travels:
 #   wheels   pydantic (xdr's config), datasets + dill + multiprocess (SentenceTransformerTrainer), py3langid
-#   model    me5-small trimmed to XQuAD-R's vocabulary and packed (`xdr models trim --pack`), ~50 MiB
+#   model    me5-small trimmed to XQuAD-R's vocabulary plus every question of the artifacts given to
+#            `prepare` (synthetic pairs, xQG), packed (`xdr models trim --pack`), ~50 MiB; delete
+#            .carry/me5-xq.safetensors to rebuild it for other artifacts
 #   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
 # and `run PARTS` (there; PARTS: any of bench-train bench-train-compile bench-encode bench-generate
 # train-exp) writes into $OUT;
-# environment: CONDITIONS, GENERATED, SIZES, TRAIN_TIMEOUT for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT,
-# GEN_TIMEOUT for bench-generate.
+# environment: CONDITIONS, GENERATED, GENERATED_SHARDS, SIZES, XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT
+# for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT, GEN_TIMEOUT for bench-generate. With XQG_GENERATED the
+# xQG rankings use the carried model as it is (--no-untrim: the full me5-small cannot travel), which is
+# exact because `prepare` trimmed it on those questions too.
 # Then `collect` (here) unpacks the returned rankings into runs/train-xquad-r for the evaluation:
 #   python experiments/train_xquad_r.py --shared ../shared/data --generated G --xqg ...   (same args, no GPU)
 #
-#   bash experiments/gpu_session.sh prepare [GENERATED]
+#   bash experiments/gpu_session.sh prepare [GENERATED [XQG_GENERATED]]
 #   device run: bash experiments/gpu_session.sh run bench-train bench-encode train-exp bench-generate
 #   bash experiments/gpu_session.sh collect DIR_WITH_train-work.tar.gz
 set -uo pipefail
@@ -32,7 +36,7 @@ prepare)
   if [ ! -f .carry/me5-xq.safetensors ]; then
     # the pool (with and without titles) and all six languages' questions, plus the generated queries
     # when given, each with the prefix the encoder adds
-    .venv/bin/python - "${2:-}" <<'EOF'
+    .venv/bin/python - "${@:2}" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -45,10 +49,10 @@ spec = resolve_spec("me5-small")
 d = read_xquad_r(Path("../shared/data/xquad-r"), XQUAD_R_DEV_LANGS)
 texts = [spec.passage_prefix + t for p in d.corpus for t in (p.joined(spec.title_separator), p.text)]
 queries = [q.text for lang in XQUAD_R_DEV_LANGS for q in d.queries[lang]]
-if sys.argv[1]:
+for artifact in sys.argv[1:]:  # every stored question, kept or not: today's filters may keep more
     from xdr.generate.store import read_generated
 
-    queries += [g.query for g in read_generated(Path(sys.argv[1]), partial=True) if g.query]
+    queries += [g.query for g in read_generated(Path(artifact), kept_only=False, partial=True) if g.query]
 texts += [spec.query_prefix + q for q in queries]
 trimmed = trim_model(spec.path, texts, Path(".carry/me5-xq"))
 print(pack_model(trimmed, Path(".carry/me5-xq.safetensors")))
@@ -79,7 +83,10 @@ run)
     train-exp)
       python3 -c "from xdr.models.trim import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
         || continue
-      gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED" --xqg --synthetic-sizes "${SIZES:-}")
+      gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED" --synthetic-sizes "${SIZES:-}")
+      [ -n "${GENERATED_SHARDS:-}" ] && gen+=(--generated-shards "$GENERATED_SHARDS")
+      [ -n "${XQG_GENERATED:-}" ] && gen+=(--xqg --xqg-generated "$XQG_GENERATED" --no-untrim
+                                         --xqg-conditions "${XQG_CONDITIONS:-human,both}")
       timeout "${TRAIN_TIMEOUT:-200}" python3 experiments/train_xquad_r.py --shared /tmp/data --model /tmp/me5-xq \
         --rank-only --conditions "${CONDITIONS:-none,human,synthetic,both}" "${gen[@]}" "${TRAIN_ARGS[@]}"
       # rankings, train metadata and step times only: the models stay behind

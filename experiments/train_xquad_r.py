@@ -36,7 +36,9 @@ method, would be measured), so both sides of this comparison use the covered par
 the test queries whose paragraph is covered: ``<condition>@covered`` (plain) against
 ``<condition>+xqg`` (fused). A --model trimmed by ``xdr models trim`` (what a GPU run carries) cannot spell
 generated text outside the vocabulary it was trimmed on, so for these rankings every model, trained or
-not, is first put back on its source's full vocabulary (``untrim_model``; identical on covered text).
+not, is first put back on its source's full vocabulary (``untrim_model``; identical on covered text), unless
+--no-untrim says the trimmed model was trimmed on the generated questions too (a GPU run, where the full
+model cannot travel).
 
 Writes docs/results/training.md, .json and .png (smoke: runs/train-xquad-r-smoke/). Without --generated,
 the smoke run makes a tiny fake generate artifact under its work dir so the synthetic path is exercised;
@@ -180,6 +182,8 @@ def main() -> int:
     ap.add_argument("--xqg", action="store_true", help="also evaluate models with xQG augmentation")
     ap.add_argument("--xqg-generated", type=Path, default=None, help="generate artifact for --xqg")
     ap.add_argument("--xqg-conditions", default=None, help="conditions checked by --xqg (default: all)")
+    ap.add_argument("--no-untrim", action="store_true",
+                    help="xQG with a trimmed --model as it is (trimmed on the generated questions too)")
     ap.add_argument("--smoke", action="store_true", help="1 fold of 2 test articles, 2 steps, no plot, runs/ only")
     ap.add_argument("--mini-batch-size", type=int, default=None,
                     help="GradCache (cached-mnrl): the same loss as --batch-size in memory for this many texts")
@@ -243,7 +247,7 @@ def main() -> int:
         """``model`` (None: the starting model) as an encoder at full vocabulary; None: base() will do."""
         from xdr.train.dual import trained_spec
 
-        if trim_source() is None:
+        if trim_source() is None or a.no_untrim:
             return None if model is None else Encoder.load(trained_spec(model, spec()))
         if model is None:
             return Encoder.load(resolve_spec(trim_source(), passage_max_length=256))
@@ -411,14 +415,14 @@ def main() -> int:
             if name in reports:
                 print(f"{name:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[name].macro.items()), flush=True)
 
-    write(a, out, folds, reports, counts, sizes, step_times, len(synthetic), generated, len(covered))
+    write(a, work, out, folds, reports, counts, sizes, step_times, len(synthetic), generated, len(covered))
     return 0
 
 
 NOTES = "## How it was run, and what it says"
 
 
-def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dict[str, Report],
+def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], reports: dict[str, Report],
           counts: dict[str, int], sizes: list[int], step_times: list[float], n_syn: int,
           generated: Path | None, n_covered: int) -> None:
     command = "python " + " ".join(sys.argv)
@@ -434,8 +438,8 @@ def write(a: argparse.Namespace, out: Path, folds: list[list[str]], reports: dic
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    for r in reports.values():
-        r.to_json(out.parent / f"{out.name}-{r.name.replace('+', '-')}.report.json")
+    for r in reports.values():  # per-query scores: large, so beside the rankings, not in docs/
+        r.to_json(work / "reports" / f"{r.name.replace('+', '-')}.report.json")
     lines = [
         "# Fine-tuning me5-small on synthetic vs human queries (XQuAD-R, cross-validated by article)",
         "",
