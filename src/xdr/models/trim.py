@@ -52,7 +52,8 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,29 @@ _FLOATS = ("float16", "bfloat16")
 
 
 # ----------------------------------------------------------------------------------------- trimming
+
+
+def _require_empty(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise XdrError(f"{out}: exists and is not empty; choose another output directory")
+
+
+@contextmanager
+def _new_model_dir(out: Path) -> Iterator[Path]:
+    """A temp dir beside ``out`` that becomes ``out`` (world-readable) only when the block completes, so
+    an interrupted write never leaves a half-written model where a loader would find it."""
+    _require_empty(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        for p in [tmp, *tmp.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _source_layout(model_dir: Path) -> None:
@@ -201,8 +225,7 @@ def trim_model(
 
     src, out = Path(model_dir), Path(out_dir)
     _source_layout(src)
-    if out.exists() and any(out.iterdir()):
-        raise XdrError(f"{out}: exists and is not empty; choose another output directory")
+    _require_empty(out)  # before the slow part
     tok_json = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
     old_pieces = _vocab_list(tok_json["model"])
     tokenizer = Tokenizer.from_file(str(src / "tokenizer.json"))
@@ -249,9 +272,7 @@ def trim_model(
         raise XdrError(f"{src}: no tensor has vocab_size ({old_rows}) rows; cannot find the embeddings")
     trimmed = {k: (v.index_select(0, rows) if k in sliced else v) for k, v in weights.items()}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with _new_model_dir(out) as tmp:
         _copy_other_files(src, tmp)
         config["vocab_size"] = len(kept)
         for key in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
@@ -281,13 +302,6 @@ def trim_model(
             "kept_ids": kept,  # old id of each new id
             "counts": [int(counts.get(i, 0)) for i in kept],
         })
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("trimmed %s to %d of %d pieces into %s", src, len(kept), len(old_pieces), out)
     return out
 
@@ -359,8 +373,7 @@ def untrim_model(
     _source_layout(src)
     if _fingerprint(src) != info["source"]["fingerprint"]:
         raise XdrError(f"{src}: is not the model {info['source']['path']} was trimmed from (fingerprint differs)")
-    if out.exists() and any(out.iterdir()):
-        raise XdrError(f"{out}: exists and is not empty; choose another output directory")
+    _require_empty(out)  # before the slow part
     full, small = _load_weights(src), _load_weights(trimmed)
     if full.keys() != small.keys():
         raise XdrError(f"{trimmed}: weights {sorted(full.keys() ^ small.keys())[:3]} are in only one of it "
@@ -376,21 +389,12 @@ def untrim_model(
             raise XdrError(f"{trimmed}: {k} has shape {tuple(v.shape)}, {src} {tuple(full[k].shape)}")
         else:
             merged[k] = v
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with _new_model_dir(out) as tmp:
         _copy_other_files(trimmed, tmp)  # the trained run's sentence-transformers files
         for name in sorted(_TOKENIZER_FILES | {"config.json"}):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
         _save_weights(merged, tmp / WEIGHTS)
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            out.rmdir()
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("untrimmed %s onto %s's %d rows into %s", trimmed, src, info["source"]["vocab_size"], out)
     return out
 
@@ -537,12 +541,9 @@ def unpack_model(file: str | Path, out_dir: str | Path, *, verify: bool = True) 
     info = read_pack_info(file)
     packed = load_file(str(file))
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise XdrError(f"{out}: exists and is not empty; choose another output directory")
+    _require_empty(out)  # before the slow part
     rebuilt = _rebuild(packed, info)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with _new_model_dir(out) as tmp:
         for rel, digest in info["files"].items():
             data = packed[_FILE_PREFIX + rel].numpy().tobytes()
             if verify and hashlib.sha256(data).hexdigest() != digest:
@@ -555,11 +556,4 @@ def unpack_model(file: str | Path, out_dir: str | Path, *, verify: bool = True) 
             if got != info["rebuilt_sha256"]:
                 raise XdrError(f"{file}: rebuilt weights hash {got[:16]}…, the sender's unpack gave "
                                f"{info['rebuilt_sha256'][:16]}…; not the model that was packed")
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            out.rmdir()
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
