@@ -9,7 +9,7 @@
 #   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
 # and `run PARTS` (there; PARTS: any of bench-train bench-train-compile bench-encode bench-generate
 # train-exp) writes into $OUT;
-# environment: CONDITIONS, GENERATED, GENERATED_SHARDS, SIZES, XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT
+# environment: CONDITIONS (sized ones too, e.g. synthetic-n40), GENERATED, GENERATED_SHARDS, XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT
 # for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT, GEN_TIMEOUT for bench-generate. With XQG_GENERATED the
 # xQG rankings use the carried model as it is (--no-untrim: the full me5-small cannot travel), which is
 # exact because `prepare` trimmed it on those questions too.
@@ -83,7 +83,7 @@ run)
     train-exp)
       python3 -c "from xdr.models.trim import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
         || continue
-      gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED" --synthetic-sizes "${SIZES:-}")
+      gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED")
       [ -n "${GENERATED_SHARDS:-}" ] && gen+=(--generated-shards "$GENERATED_SHARDS")
       [ -n "${XQG_GENERATED:-}" ] && gen+=(--xqg --xqg-generated "$XQG_GENERATED" --no-untrim
                                          --xqg-conditions "${XQG_CONDITIONS:-human,both}")

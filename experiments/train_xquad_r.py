@@ -15,6 +15,12 @@ passages <= 256 tokens, title + text as the trainer joins them). Conditions:
   at most --synthetic-per-lang per (paragraph, language), in whatever languages the artifact holds;
 * ``both``: human + synthetic.
 
+A condition may carry a size: ``human-n40``, ``synthetic-n80``, ``both-n40`` train on nested random subsets of
+at most that many pairs of each source they use (so the score can be plotted against the number of pairs);
+``human-matched`` takes, in each fold, as many human pairs as that fold has synthetic ones, and
+``both-matched`` adds all the synthetic ones to those: a comparison at equal size, since the human data is
+~40x larger than what a CPU-bound generation run makes.
+
 Hard negatives (--negatives per query) are train-fold paragraphs other than the positive: the base model's
 top-scored ones (--hard-negatives base, default) or random ones. Training is InfoNCE with in-batch and hard
 negatives, cosine x 20 (E5's tau = 0.05); each (condition, fold) is a resumable train artifact in
@@ -24,9 +30,9 @@ the test fold's paragraphs: the other paragraphs are distractors, as at test tim
 into one per condition (every query is tested exactly once) and compared per language with R@1, RR@10 and
 R@300t: each condition against ``none`` and synthetic/both against human (paired t-test and Wilcoxon, Holm).
 
---synthetic-sizes 500,1000,... trains extra ``synthetic-n<size>`` models on nested random subsets of each
-fold's synthetic pairs and plots macro RR@10 / R@1 against the number of pairs. --generated-shards N uses
-only the first N finished shards of --generated, which pins an experiment's data while the run grows.
+Macro RR@10 against the number of training pairs of each source (sized and full conditions) is plotted
+when sized conditions ran. --generated-shards N uses only the first N finished shards of --generated, which
+pins an experiment's data while the run grows.
 
 --xqg checks #3's xQG on top of each model of --xqg-conditions (default: all): the kept queries of
 --xqg-generated (default --generated), judged by today's filters, are folded into the passage vectors
@@ -87,6 +93,22 @@ MEASURES = ["R@1", "RR@10"]
 BUDGETS = [300]
 TOP = 100
 XQG_ALPHA = 0.3
+
+
+SOURCES = ("human", "synthetic", "both")
+
+
+def parse_condition(cond: str) -> tuple[str, int | str | None]:
+    """(source, size): size is None (all pairs), an int cap per source, or "matched"."""
+    source, _, size = cond.partition("-")
+    if cond == "none" or (source in SOURCES and not size):
+        return cond, None
+    if source in SOURCES and size == "matched" and source != "synthetic":
+        return source, "matched"
+    if source in SOURCES and size.startswith("n") and size[1:].isdigit() and int(size[1:]) > 0:
+        return source, int(size[1:])
+    raise SystemExit(f"--conditions: unknown condition {cond!r} (none, human, synthetic, both, optionally "
+                     "-n<pairs>, or human-matched / both-matched)")
 
 
 def article(pid: str) -> str:
@@ -177,7 +199,6 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--synthetic-per-lang", type=int, default=3, help="cap per (paragraph, language)")
-    ap.add_argument("--synthetic-sizes", default="", help="comma list: extra synthetic runs on subsets")
     ap.add_argument("--generated-shards", type=int, default=None, help="only the first N shards of --generated")
     ap.add_argument("--xqg", action="store_true", help="also evaluate models with xQG augmentation")
     ap.add_argument("--xqg-generated", type=Path, default=None, help="generate artifact for --xqg")
@@ -195,7 +216,8 @@ def main() -> int:
     out = a.out or (work / "training" if a.smoke else ROOT / "docs" / "results" / "training")
     max_steps = 2 if a.smoke else a.max_steps
     conditions = [c for c in a.conditions.split(",") if c]
-    sizes = [int(s) for s in a.synthetic_sizes.split(",") if s]
+    for c in conditions:
+        parse_condition(c)
 
     data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
     corpus, qrels = data.corpus, data.qrels
@@ -219,11 +241,10 @@ def main() -> int:
                                    n=1, seed=a.seed, filters=None)
     synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang, a.generated_shards) if generated else []
     if not synthetic:
-        dropped = [c for c in conditions if c in ("synthetic", "both")]
+        dropped = [c for c in conditions if parse_condition(c)[0] in ("synthetic", "both") or c.endswith("-matched")]
         if dropped:
             print(f"no --generated queries: skipping {', '.join(dropped)}", flush=True)
         conditions = [c for c in conditions if c not in dropped]
-        sizes = []
     syn_para = {q.id: q.id.rsplit("::", 2)[0] for q in synthetic}
     unknown = {d for d in syn_para.values() if d not in by_id}
     if unknown:
@@ -322,19 +343,23 @@ def main() -> int:
             out["xqg"] = top(tv, qs, fuse(cv, xqg_owner, gv, XQG_ALPHA, "mean", renormalize=True), covered)
         return out
 
-    def train_fold(cond: str, k: int, train_articles: list[str], size: int | None) -> Path | None:
-        if cond == "none":
+    def train_fold(cond: str, k: int, train_articles: list[str]) -> Path | None:
+        source, size = parse_condition(cond)
+        if source == "none":
             return None
         train_rows = np.array([i for i, p in enumerate(pid) if article(p) in train_articles])
         train_paras = {pid[i] for i in train_rows}
         rng = random.Random(f"{a.seed}-{cond}-{k}")
         exs: list[TrainingExample] = []
-        if cond in ("human", "both"):
+        sq = [q for q in synthetic if syn_para[q.id] in train_paras]
+        if source in ("human", "both"):
             hq = [q for q in queries if para_of[q.id] in train_paras]
-            exs += examples(hq, para_of, train_rows, f"human-fold{k}", rng)
-        if cond.startswith("synthetic") or cond == "both":
-            sq = [q for q in synthetic if syn_para[q.id] in train_paras]
-            if size is not None:
+            cap = len(sq) if size == "matched" else size
+            if cap is not None:  # nested subsets: a smaller size's pairs are a prefix of a larger one's
+                hq = random.Random(f"{a.seed}-sizes-human-{k}").sample(hq, len(hq))[:cap]
+            exs += examples(hq, para_of, train_rows, f"human-fold{k}-{len(hq)}", rng)
+        if source in ("synthetic", "both"):
+            if isinstance(size, int):
                 sq = random.Random(f"{a.seed}-sizes-{k}").sample(sq, len(sq))[:size]
             exs += examples(sq, syn_para, train_rows, f"synthetic-fold{k}-{len(sq)}", rng)
         random.Random(f"{a.seed}-shuffle-{cond}-{k}").shuffle(exs)
@@ -356,10 +381,8 @@ def main() -> int:
         print(f"{cond} fold{k}: {len(exs)} pairs, {steps} steps, {time.perf_counter() - t0:.0f} s{done}", flush=True)
         return model
 
-    runs = [*conditions, *(f"synthetic-n{s}" for s in sizes)]
     rankings: dict[str, list[tuple[dict[str, dict[str, list[str]]], list[Query]]]] = {}
-    for cond in runs:
-        size = int(cond.removeprefix("synthetic-n")) if cond.startswith("synthetic-n") else None
+    for cond in conditions:
         with_xqg = bool(xqg_queries) and (xqg_conditions is None or cond in xqg_conditions)
         for k, (test_articles, train_articles) in enumerate(splits):
             assert not set(test_articles) & set(train_articles)
@@ -371,7 +394,7 @@ def main() -> int:
                            for v in ("covered", "xqg")}
             missing = [v for v, c in caches.items() if not c.exists()]
             if missing:  # a fold whose rankings are all cached needs no model (they may come from another machine)
-                model = train_fold(cond, k, train_articles, size)
+                model = train_fold(cond, k, train_articles)
                 if "xqg" in missing:
                     enc = full_vocabulary(model)
                 else:
@@ -407,15 +430,15 @@ def main() -> int:
         for v, per_query in per_variant.items():
             name = {"plain": cond, "covered": f"{cond}@covered", "xqg": f"{cond}+xqg"}[v]
             reports[name] = Report(per_query, {q: langs[q] for q in per_query[MEASURES[0]]}, name)
-        meta = work / cond / "fold0" / "meta.json"
-        if meta.exists():
-            counts[cond] = json.loads(meta.read_text())["params"]["rows"]
+        rows = [json.loads(m.read_text())["params"]["rows"] for m in sorted((work / cond).glob("fold*/meta.json"))]
+        if rows:
+            counts[cond] = round(float(np.mean(rows)))
         step_times += [t for f in sorted((work / cond).glob("fold*/steps.json")) for t in json.loads(f.read_text())]
         for name in (cond, f"{cond}@covered", f"{cond}+xqg"):
             if name in reports:
                 print(f"{name:>16} " + "  ".join(f"{m} {v:6.2f}" for m, v in reports[name].macro.items()), flush=True)
 
-    write(a, work, out, folds, reports, counts, sizes, step_times, len(synthetic), generated, len(covered))
+    write(a, work, out, folds, reports, counts, step_times, len(synthetic), generated, len(covered))
     return 0
 
 
@@ -423,7 +446,7 @@ NOTES = "## How it was run, and what it says"
 
 
 def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], reports: dict[str, Report],
-          counts: dict[str, int], sizes: list[int], step_times: list[float], n_syn: int,
+          counts: dict[str, int], step_times: list[float], n_syn: int,
           generated: Path | None, n_covered: int) -> None:
     command = "python " + " ".join(sys.argv)
     n_queries = len(next(iter(reports.values())).langs)
@@ -431,7 +454,7 @@ def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], 
         "setup": {"command": command, "folds": folds, "test_queries": n_queries, "synthetic_queries": n_syn,
                   "xqg_covered_paragraphs": n_covered,
                   "generated": str(generated) if generated else None,
-                  "train_rows_fold0": counts, "seconds_per_step": float(np.mean(step_times)) if step_times else None,
+                  "train_rows_per_fold": counts, "seconds_per_step": float(np.mean(step_times)) if step_times else None,
                   "args": {k: str(v) for k, v in vars(a).items()}},
         "macro": {n: r.macro for n, r in reports.items()},
         "per_language": {n: r.per_language for n, r in reports.items()},
@@ -454,14 +477,17 @@ def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], 
            "that the xQG generate artifact covers and the test queries are those of their questions, without "
            "and with the generated queries fused in (mean, α = 0.3, re-normalised)."] if n_covered else []),
         "",
-        "| condition | train pairs (fold 0) | " + " | ".join(next(iter(reports.values())).macro) + " |",
+        "| condition | train pairs (mean per fold) | " + " | ".join(next(iter(reports.values())).macro) + " |",
         "|---|---:|" + "---:|" * (len(MEASURES) + len(BUDGETS)),
     ]
     for n, r in reports.items():
         lines.append(f"| {n} | {counts.get(n, '')} | " + " | ".join(f"{v:.2f}" for v in r.macro.values()) + " |")
     plain = [n for n in reports if "@" not in n and "+" not in n]
-    pairs = [(n, "none") for n in plain if n != "none" and "none" in reports]
-    pairs += [(n, "human") for n in ("synthetic", "both") if n in reports and "human" in reports]
+    # sized runs are the curve (table and plot); per-language tests for the full and size-matched ones
+    pairs = [(n, "none") for n in plain if n != "none" and not isinstance(parse_condition(n)[1], int)]
+    pairs += [("synthetic", "human"), ("both", "human"), ("both", "synthetic"), ("synthetic", "human-matched"),
+              ("both-matched", "human-matched"), ("both-matched", "synthetic")]
+    pairs = [(x, y) for x, y in pairs if x in reports and y in reports]
     pairs += [(n, n.replace("+xqg", "@covered")) for n in reports if n.endswith("+xqg")]
     for sys_name, base_name in pairs:
         table = reports[sys_name].comparison_markdown(reports[base_name], digits=2)
@@ -470,29 +496,31 @@ def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], 
     old = md.read_text() if md.exists() else ""
     notes = old[old.index(NOTES):] if NOTES in old else ""  # the hand-written reading survives a rerun
     md.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
-    if sizes and not a.smoke:
-        plot(reports, sizes, counts, out.with_suffix(".png"))
+    if any(isinstance(parse_condition(n)[1], int) for n in plain) and not a.smoke:
+        plot(reports, counts, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.md')}")
 
 
-def plot(reports: dict[str, Report], sizes: list[int], counts: dict[str, int], path: Path) -> None:
+def plot(reports: dict[str, Report], counts: dict[str, int], path: Path) -> None:
+    """Macro score against training pairs per fold, one line per source, none as the floor."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    xs = [counts.get(f"synthetic-n{s}", s) for s in sizes]
-    for m, color in (("RR@10", "C0"), ("R@1", "C1")):
-        ax.plot(xs, [reports[f"synthetic-n{s}"].macro[m] for s in sizes], marker="o", color=color,
-                label=f"synthetic {m}")
-        for ref, ls in (("none", ":"), ("human", "--")):
-            if ref in reports:
-                ax.axhline(reports[ref].macro[m], color=color, ls=ls, lw=1, label=f"{ref} {m}")
-    ax.set_xscale("log")
-    ax.set_xlabel("synthetic training pairs per fold")
-    ax.set_ylabel("macro score")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, m in zip(axes, ("RR@10", "R@1"), strict=True):
+        for source, color in zip(SOURCES, ("C0", "C1", "C2"), strict=True):
+            pts = sorted((counts[n], r.macro[m]) for n, r in reports.items()
+                         if n in counts and parse_condition(n)[0] == source)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", color=color, label=source)
+        if "none" in reports:
+            ax.axhline(reports["none"].macro[m], color="grey", ls=":", lw=1, label="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("training pairs per fold")
+        ax.set_ylabel(f"macro {m}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
