@@ -19,7 +19,9 @@ A condition may carry a size: ``human-n40``, ``synthetic-n80``, ``both-n40`` tra
 at most that many pairs of each source they use (so the score can be plotted against the number of pairs);
 ``human-matched`` takes, in each fold, as many human pairs as that fold has synthetic ones, and
 ``both-matched`` adds all the synthetic ones to those: a comparison at equal size, since the human data is
-~40x larger than what a CPU-bound generation run makes.
+~40x larger than what a CPU-bound generation run makes. ``human-matched2`` takes twice as many (the size of
+``both-matched``, with ``human-matched``'s pairs as its first half): adding synthetic pairs against adding
+as many more human ones.
 
 Hard negatives (--negatives per query) are train-fold paragraphs other than the positive: the base model's
 top-scored ones (--hard-negatives base, default) or random ones. Training is InfoNCE with in-batch and hard
@@ -28,7 +30,8 @@ negatives, cosine x 20 (E5's tau = 0.05); each (condition, fold) is a resumable 
 to it. Each fold's test queries (all six languages) are ranked against the FULL 240-paragraph pool (not only
 the test fold's paragraphs: the other paragraphs are distractors, as at test time). Fold reports are merged
 into one per condition (every query is tested exactly once) and compared per language with R@1, RR@10 and
-R@300t: each condition against ``none`` and synthetic/both against human (paired t-test and Wilcoxon, Holm).
+R@300t (paired t-test and Wilcoxon, Holm): each unsized condition against ``none``, synthetic/both against
+human at full and at matched size, and both-matched against synthetic and human-matched2.
 
 Macro RR@10 against the number of training pairs of each source (sized and full conditions) is plotted
 when sized conditions ran. --generated-shards N uses only the first N finished shards of --generated, which
@@ -99,16 +102,17 @@ SOURCES = ("human", "synthetic", "both")
 
 
 def parse_condition(cond: str) -> tuple[str, int | str | None]:
-    """(source, size): size is None (all pairs), an int cap per source, or "matched"."""
+    """(source, size): size is None (all pairs), an int cap per source, or "matched[<k>]" (k x the fold's
+    synthetic pairs)."""
     source, _, size = cond.partition("-")
     if cond == "none" or (source in SOURCES and not size):
         return cond, None
-    if source in SOURCES and size == "matched" and source != "synthetic":
-        return source, "matched"
+    if source in SOURCES and size.startswith("matched") and size[7:] in ("", *"23456789") and source != "synthetic":
+        return source, size
     if source in SOURCES and size.startswith("n") and size[1:].isdigit() and int(size[1:]) > 0:
         return source, int(size[1:])
     raise SystemExit(f"--conditions: unknown condition {cond!r} (none, human, synthetic, both, optionally "
-                     "-n<pairs>, or human-matched / both-matched)")
+                     "-n<pairs>, or human-matched[k] / both-matched[k])")
 
 
 def article(pid: str) -> str:
@@ -241,7 +245,7 @@ def main() -> int:
                                    n=1, seed=a.seed, filters=None)
     synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang, a.generated_shards) if generated else []
     if not synthetic:
-        dropped = [c for c in conditions if parse_condition(c)[0] in ("synthetic", "both") or c.endswith("-matched")]
+        dropped = [c for c in conditions if parse_condition(c)[0] in ("synthetic", "both") or "-matched" in c]
         if dropped:
             print(f"no --generated queries: skipping {', '.join(dropped)}", flush=True)
         conditions = [c for c in conditions if c not in dropped]
@@ -354,7 +358,7 @@ def main() -> int:
         sq = [q for q in synthetic if syn_para[q.id] in train_paras]
         if source in ("human", "both"):
             hq = [q for q in queries if para_of[q.id] in train_paras]
-            cap = len(sq) if size == "matched" else size
+            cap = len(sq) * int(size[7:] or 1) if isinstance(size, str) else size
             if cap is not None:  # nested subsets: a smaller size's pairs are a prefix of a larger one's
                 hq = random.Random(f"{a.seed}-sizes-human-{k}").sample(hq, len(hq))[:cap]
             exs += examples(hq, para_of, train_rows, f"human-fold{k}-{len(hq)}", rng)
@@ -486,7 +490,7 @@ def write(a: argparse.Namespace, work: Path, out: Path, folds: list[list[str]], 
     # sized runs are the curve (table and plot); per-language tests for the full and size-matched ones
     pairs = [(n, "none") for n in plain if n != "none" and not isinstance(parse_condition(n)[1], int)]
     pairs += [("synthetic", "human"), ("both", "human"), ("both", "synthetic"), ("synthetic", "human-matched"),
-              ("both-matched", "human-matched"), ("both-matched", "synthetic")]
+              ("both-matched", "human-matched"), ("both-matched", "synthetic"), ("both-matched", "human-matched2")]
     pairs = [(x, y) for x, y in pairs if x in reports and y in reports]
     pairs += [(n, n.replace("+xqg", "@covered")) for n in reports if n.endswith("+xqg")]
     for sys_name, base_name in pairs:
