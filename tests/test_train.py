@@ -123,9 +123,10 @@ def test_cached_loss_matches_plain_loss(tiny_bert_dir: Path, similarity: str, sc
     torch.testing.assert_close(cached, plain)
     assert plain_grads.keys() == cached_grads.keys() and len(plain_grads) > 10
     for name, grad in plain_grads.items():
-        # Summed gradients (token-type embeddings: one row summed over every token) differ in float
-        # reduction order between the two losses, so the absolute tolerance scales with the tensor.
-        atol = max(1e-6, 1e-5 * float(grad.abs().max()))
+        # Summed gradients (token-type embeddings, LayerNorm biases: summed over every token) differ in
+        # float reduction order between the two losses, so the absolute tolerance scales with the tensor:
+        # fp32 noise reaches ~1e-5 of the largest entry (seen in CI), a misaligned cache is off by ~1.
+        atol = max(1e-6, 1e-4 * float(grad.abs().max()))
         torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=atol, msg=name)
 
 
