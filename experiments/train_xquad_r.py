@@ -33,9 +33,9 @@ into one per condition (every query is tested exactly once) and compared per lan
 R@300t (paired t-test and Wilcoxon, Holm): each unsized condition against ``none``, synthetic/both against
 human at full and at matched size, and both-matched against synthetic and human-matched2.
 
-Macro RR@10 against the number of training pairs of each source (sized and full conditions) is plotted
-when sized conditions ran. --generated-shards N uses only the first N finished shards of --generated, which
-pins an experiment's data while the run grows.
+Macro RR@10 and R@1 against the number of training pairs of each source (sized, matched and full
+conditions) are plotted when sized conditions ran. --generated-shards N uses only the first N finished
+shards of --generated, which pins an experiment's data while the run grows.
 
 --xqg checks #3's xQG on top of each model of --xqg-conditions (default: all): the kept queries of
 --xqg-generated (default --generated), judged by today's filters, are folded into the passage vectors
@@ -245,7 +245,8 @@ def main() -> int:
                                    n=1, seed=a.seed, filters=None)
     synthetic: list[Query] = read_synthetic(generated, a.synthetic_per_lang, a.generated_shards) if generated else []
     if not synthetic:
-        dropped = [c for c in conditions if parse_condition(c)[0] in ("synthetic", "both") or "-matched" in c]
+        dropped = [c for c in conditions if parse_condition(c)[0] in ("synthetic", "both")
+                   or isinstance(parse_condition(c)[1], str)]
         if dropped:
             print(f"no --generated queries: skipping {', '.join(dropped)}", flush=True)
         conditions = [c for c in conditions if c not in dropped]
