@@ -26,6 +26,7 @@ import yaml
 
 from xdr.artifacts import sha256_file
 from xdr.errors import XdrError
+from xdr.runtime import cache_root
 
 REGISTRY_FILE = Path(__file__).with_name("datasets.yaml")
 KINDS = ("corpus", "queries", "training", "benchmark")
@@ -68,7 +69,7 @@ class DatasetSpec:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDR_CACHE") or Path.home() / ".cache" / "xdr") / "datasets"
+    return cache_root() / "datasets"
 
 
 def _parse_file(where: str, raw: Any) -> DatasetFile:

@@ -36,7 +36,7 @@ from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.hf import Sampling
 from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, XQG_CHECKPOINT, seq2seq_prompt
-from xdr.models.cache import cache_root
+from xdr.runtime import cache_root
 
 try:
     import ctranslate2

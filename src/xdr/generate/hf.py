@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
-from xdr.config import DType
 from xdr.errors import XdrError
 
 
@@ -37,20 +36,6 @@ class Sampling:
             raise XdrError(f"temperature must be positive, not {self.temperature} (use top_k=1 for greedy)")
         if self.max_new_tokens < 1:
             raise XdrError(f"max_new_tokens must be positive, not {self.max_new_tokens}")
-
-
-def resolve_device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def resolve_dtype(dtype: DType, device: torch.device, *, fp16_problem: str | None = None) -> torch.dtype:
-    """``auto``: bf16 on a GPU that has it, fp32 elsewhere. fp16 is refused where it is known to break."""
-    if dtype == "float16" and fp16_problem:
-        raise XdrError(f"dtype float16 is not supported: {fp16_problem}; use bfloat16 (GPU) or float32")
-    if dtype == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else torch.float32
-    return getattr(torch, dtype)
 
 
 class SeededSampler(LogitsProcessor):

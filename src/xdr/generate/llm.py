@@ -28,7 +28,7 @@ from xdr.config import DType
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.base import passage_seed, row_seed
-from xdr.generate.hf import Sampling, resolve_device, resolve_dtype, seeded_generate
+from xdr.generate.hf import Sampling, seeded_generate
 from xdr.generate.prompts import (
     DEFAULT_EXEMPLARS,
     SYSTEM,
@@ -40,6 +40,7 @@ from xdr.generate.prompts import (
     render_plain,
     select_exemplars,
 )
+from xdr.runtime import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, 
 from xdr.config import DType
 from xdr.data.schema import Passage
 from xdr.generate.base import passage_seed, row_seed
-from xdr.generate.hf import Sampling, resolve_device, resolve_dtype, seeded_generate
+from xdr.generate.hf import Sampling, seeded_generate
 from xdr.langs import language_name
+from xdr.runtime import resolve_device, resolve_dtype
 
 XQG_CHECKPOINT = "ielabgroup/xor-tydi-docTquery-mt5-base"
 PROMPT = "Generate a {language} question for this passage: {title} {text}"

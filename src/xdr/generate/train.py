@@ -39,9 +39,9 @@ from xdr.config import DType
 from xdr.data import detect_format, read_training
 from xdr.data.schema import Passage, TrainingExample
 from xdr.errors import XdrError
-from xdr.generate.hf import resolve_device, resolve_dtype
 from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, seq2seq_prompt
 from xdr.langs import normalize_lang
+from xdr.runtime import resolve_device, resolve_dtype
 from xdr.train.checkpoints import (
     MODEL_DIR,
     clear_stage,

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from xdr.config import ModelSpec
+from xdr.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Kind = Literal["query", "passage"]
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,6 @@ def plan_batches(
     return batches
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` = float32 on CPU (bf16 matmuls are slow there), bfloat16 on accelerators."""
-    if dtype == "auto":
-        return torch.float32 if device.type == "cpu" else torch.bfloat16
-    return _DTYPES[dtype]
-
-
 class Encoder:
     """A loaded model plus the spec that says how to prefix, truncate, pool and normalise."""
 
@@ -99,9 +92,7 @@ class Encoder:
 
         from xdr.models.registry import missing_model_error
 
-        dev = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
-        )
+        dev = resolve_device(device)
         dtype = resolve_dtype(spec.dtype, dev)
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec.path)

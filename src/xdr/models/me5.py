@@ -31,7 +31,7 @@ import numpy as np
 
 from xdr.artifacts import sha256_file
 from xdr.errors import XdrError
-from xdr.models.cache import cache_root, models_dir
+from xdr.runtime import cache_root
 
 if TYPE_CHECKING:  # transformers takes seconds to import; only building needs it
     from transformers import BertConfig
@@ -374,7 +374,7 @@ def _write_into(d: Path) -> None:
 
 
 def default_dir() -> Path:
-    return models_dir() / NAME
+    return cache_root() / "models" / NAME
 
 
 def read_manifest(directory: str | Path) -> dict:

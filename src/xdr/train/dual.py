@@ -45,6 +45,7 @@ from xdr.config import DType, ModelSpec
 from xdr.data import detect_format, read_training
 from xdr.data.schema import TrainingExample
 from xdr.errors import XdrError
+from xdr.runtime import resolve_device, resolve_dtype
 from xdr.train.checkpoints import (
     MODEL_DIR,
     clear_stage,
@@ -341,7 +342,6 @@ def train_dual_encoder(
         raise XdrError("training needs the `datasets` package: pip install 'sentence-transformers[train]'")
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from xdr.generate.hf import resolve_device, resolve_dtype
 
     require_positive(epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                       save_steps=save_steps, keep_checkpoints=keep_checkpoints, logging_steps=logging_steps,
