@@ -7,8 +7,9 @@ import pytest
 
 from xdr import augment as aug
 from xdr.config import ModelSpec
-from xdr.encode import load_embeddings, write_embeddings
+from xdr.embeddings import load_embeddings, write_embeddings
 from xdr.errors import MismatchError, XdrError
+from xdr.generate.artifact import generated_as_queries, generated_query_id, split_generated_id
 
 SPEC = ModelSpec(name="fake", path="fake", fingerprint="f1", normalize=False)
 
@@ -19,7 +20,7 @@ def _stores(tmp_path, n_pass=7, dim=4, per_doc=None, shard_size=3):
     pids = [f"d{i}" for i in range(n_pass)]
     pvec = rng.normal(size=(n_pass, dim)).astype(np.float32)
     per_doc = per_doc or {p: [("de", 0), ("de", 1), ("ja", 0)] for p in pids}
-    qids = [aug.generated_query_id(p, lang, k) for p in pids for lang, k in per_doc.get(p, [])]
+    qids = [generated_query_id(p, lang, k) for p in pids for lang, k in per_doc.get(p, [])]
     qvec = rng.normal(size=(len(qids), dim)).astype(np.float32)
     write_embeddings(pids, pvec, SPEC, tmp_path / "p", shard_size=shard_size, progress=False)
     write_embeddings(qids, qvec, SPEC, tmp_path / "q", kind="query", shard_size=4, progress=False)
@@ -29,8 +30,8 @@ def _stores(tmp_path, n_pass=7, dim=4, per_doc=None, shard_size=3):
 def _expected(pids, pvec, qids, qvec, alpha, mode, langs=None):
     out = pvec.copy()
     for i, p in enumerate(pids):
-        rows = [j for j, q in enumerate(qids) if aug.split_generated_id(q)[0] == p
-                and (langs is None or aug.split_generated_id(q)[1] in langs)]
+        rows = [j for j, q in enumerate(qids) if split_generated_id(q)[0] == p
+                and (langs is None or split_generated_id(q)[1] in langs)]
         if rows:
             f = qvec[rows].sum(0) if mode == "sum" else qvec[rows].mean(0)
             out[i] = (1 - alpha) * pvec[i] + alpha * f
@@ -87,7 +88,7 @@ def test_language_restriction_and_passages_without_queries(tmp_path) -> None:
 def test_queries_out_of_corpus_order_are_refused(tmp_path) -> None:
     rng = np.random.default_rng(1)
     write_embeddings(["d0", "d1"], rng.normal(size=(2, 3)), SPEC, tmp_path / "p", progress=False)
-    qids = [aug.generated_query_id("d1", "de", 0), aug.generated_query_id("d0", "de", 0)]
+    qids = [generated_query_id("d1", "de", 0), generated_query_id("d0", "de", 0)]
     write_embeddings(qids, rng.normal(size=(2, 3)), SPEC, tmp_path / "q", kind="query", progress=False)
     with pytest.raises(XdrError, match="corpus order"):
         aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
@@ -97,7 +98,7 @@ def test_another_models_queries_are_refused(tmp_path) -> None:
     rng = np.random.default_rng(2)
     write_embeddings(["d0"], rng.normal(size=(1, 3)), SPEC, tmp_path / "p", progress=False)
     other = SPEC.model_copy(update={"fingerprint": "f2"})
-    write_embeddings([aug.generated_query_id("d0", "de", 0)], rng.normal(size=(1, 3)), other, tmp_path / "q",
+    write_embeddings([generated_query_id("d0", "de", 0)], rng.normal(size=(1, 3)), other, tmp_path / "q",
                      kind="query", progress=False)
     with pytest.raises(MismatchError, match="another model"):
         aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
@@ -140,7 +141,7 @@ def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_p
     enc = HashEncoder()
     encode_passages(passages, enc, tmp_path / "p", shard_size=4, progress=False)
     run_generation(passages, FakeGenerator(), tmp_path / "gen", langs=["de", "ja"], n=3, filters=None)
-    encode_queries(aug.generated_as_queries(tmp_path / "gen"), enc, tmp_path / "q", progress=False)
+    encode_queries(generated_as_queries(tmp_path / "gen"), enc, tmp_path / "q", progress=False)
     stored = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", alpha=0.2, mode="mean", progress=False)
     enc.calls.clear()
     direct = aug.augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", alpha=0.2, mode="mean",

@@ -10,20 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import xdr.encode
+import xdr.embeddings
 from xdr.artifacts import shard_name
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query
-from xdr.encode import (
-    encode_passages,
-    encode_queries,
-    iter_shards,
-    load_embeddings,
-    open_ids,
-    read_ids,
-    write_embeddings,
-    write_ids,
-)
+from xdr.embeddings import iter_shards, load_embeddings, open_ids, read_ids, write_embeddings, write_ids
+from xdr.encode import encode_passages, encode_queries
 from xdr.errors import MismatchError, XdrError
 
 
@@ -178,7 +170,7 @@ def test_duplicate_ids_are_refused(tmp_path: Path, dup_at: int) -> None:
 def test_id_hash_collisions_are_not_mistaken_for_duplicates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(xdr.encode, "hash", lambda _: 42, raising=False)  # every id collides
+    monkeypatch.setattr(xdr.embeddings, "hash", lambda _: 42, raising=False)  # every id collides
     out = encode_passages(corpus(12), HashEncoder(), tmp_path / "emb", shard_size=5, progress=False)
     assert len(load_embeddings(out)[0]) == 12
     passages = corpus(12)

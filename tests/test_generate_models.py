@@ -25,8 +25,8 @@ from transformers import (
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate import HFChatBackend, LLMGenerator, Prompt, Sampling, Seq2SeqGenerator, run_generation
+from xdr.generate.artifact import shard_paths
 from xdr.generate.prompts import build_messages, load_exemplars, render_plain
-from xdr.generate.store import shard_paths
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

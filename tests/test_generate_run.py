@@ -14,7 +14,7 @@ from xdr.artifacts import is_done
 from xdr.data.schema import Passage
 from xdr.errors import MismatchError, XdrError
 from xdr.generate import SCHEMA, FilterSettings, Generator, passage_seed, read_generated, refilter, run_generation
-from xdr.generate.store import shard_paths
+from xdr.generate.artifact import shard_paths
 
 PASSAGES = [Passage(f"doc{i}", f"Passage number {i} about topic {i % 3}.", f"Title {i}") for i in range(7)]
 

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from xdr.config import ModelSpec
+from xdr.data.runs import Run, write_trec, write_xor_json
 from xdr.data.schema import Passage, Query
-from xdr.encode import encode_passages, write_embeddings
+from xdr.embeddings import write_embeddings
+from xdr.encode import encode_passages
 from xdr.errors import MismatchError, XdrError
 from xdr.index import build_index, load_index
-from xdr.search import Run, search, search_vectors, write_trec, write_xor_json
+from xdr.search import search, search_vectors
 
 SPEC = ModelSpec(name="toy", path="/models/toy", fingerprint="abc")
 DIM = 32

@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from xdr import maxsim
-from xdr.augment import generated_query_id
 from xdr.cli import app
 from xdr.config import ModelSpec
+from xdr.data.runs import Run
 from xdr.data.schema import Query
-from xdr.encode import write_embeddings
+from xdr.embeddings import write_embeddings
 from xdr.errors import DataError, MismatchError, XdrError
-from xdr.index import build_index, load_index
-from xdr.search import Run, search_vectors
+from xdr.generate.artifact import generated_query_id
+from xdr.index import MultiVector, build_index, load_index
+from xdr.maxsim import GeneratedVectorStore, MaxSimReranker, build_vector_store, rerank_maxsim, vector_store_info
+from xdr.maxsim import store as maxsim_store
+from xdr.search import search, search_vectors
 
 SPEC = ModelSpec(name="toy", path="toy", fingerprint="f1")
 DIM = 16
@@ -64,8 +66,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 
 @pytest.fixture(scope="module")
-def fp16_store(data: Data, tmp_path_factory: pytest.TempPathFactory) -> maxsim.GeneratedStore:
-    return maxsim.GeneratedStore(maxsim.build_store(data.q_dir, tmp_path_factory.mktemp("s16"), progress=False))
+def fp16_store(data: Data, tmp_path_factory: pytest.TempPathFactory) -> GeneratedVectorStore:
+    return GeneratedVectorStore(build_vector_store(data.q_dir, tmp_path_factory.mktemp("s16"), progress=False))
 
 
 def first_stage(data: Data, k: int) -> Run:
@@ -76,7 +78,7 @@ def first_stage(data: Data, k: int) -> Run:
 # ------------------------------------------------------------------------------------------- store
 @pytest.mark.parametrize(("dtype", "tol"), [("float16", 1e-3), ("int8", 1e-2), ("pq", None)])
 def test_store_round_trip_for_each_dtype(data: Data, tmp_path: Path, dtype: str, tol: float | None) -> None:
-    store = maxsim.GeneratedStore(maxsim.build_store(data.q_dir, tmp_path / "s", dtype=dtype, pq_m=4,
+    store = GeneratedVectorStore(build_vector_store(data.q_dir, tmp_path / "s", dtype=dtype, pq_m=4,
                                                      progress=False))
     assert store.passages == len(data.gen) and store.vectors == len(data.qids)
     assert store.bytes_per_vector == {"float16": 2 * DIM, "int8": DIM + 4, "pq": 4}[dtype]
@@ -89,7 +91,7 @@ def test_store_round_trip_for_each_dtype(data: Data, tmp_path: Path, dtype: str,
             np.testing.assert_allclose(got, data.gen[p], atol=tol)
         else:  # PQ: 4 bytes per 16-dim vector is lossy, but each query still finds its own vector first
             assert (np.argmax(got @ data.gen[p].T, axis=1) == np.arange(len(got))).mean() > 0.8
-    info = maxsim.store_info(store.path)
+    info = vector_store_info(store.path)
     assert info["vectors"] == len(data.qids) and info["duplicates_dropped"] == 0
 
 
@@ -97,7 +99,7 @@ def test_passages_split_across_input_shards_stay_whole(data: Data, tmp_path: Pat
     """Input shards of 5 rows cut through passages with up to 12 queries; the carry keeps them whole."""
     src = write_embeddings(data.qids, data.qvec, SPEC, tmp_path / "q5", kind="query", shard_size=5,
                            progress=False)
-    store = maxsim.GeneratedStore(maxsim.build_store(src, tmp_path / "s", progress=False))
+    store = GeneratedVectorStore(build_vector_store(src, tmp_path / "s", progress=False))
     for p, g in data.gen.items():
         np.testing.assert_allclose(store.vectors_of(int(store.lookup([p])[0])), g, atol=1e-3)
 
@@ -106,7 +108,7 @@ def test_resume_after_a_kill_keeps_finished_shards(
     data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[int] = []
-    real = maxsim._write_shard
+    real = maxsim_store._write_shard
 
     def dying(out: Path, i: int, *args: object) -> None:
         if i == 3:
@@ -114,22 +116,22 @@ def test_resume_after_a_kill_keeps_finished_shards(
         written.append(i)
         real(out, i, *args)
 
-    monkeypatch.setattr(maxsim, "_write_shard", dying)
+    monkeypatch.setattr(maxsim_store, "_write_shard", dying)
     with pytest.raises(KeyboardInterrupt):
-        maxsim.build_store(data.q_dir, tmp_path / "s", dtype="int8", progress=False)
+        build_vector_store(data.q_dir, tmp_path / "s", dtype="int8", progress=False)
     assert written == [0, 1, 2] and not (tmp_path / "s" / "_DONE").exists()
     with pytest.raises(XdrError, match="did not finish"):
-        maxsim.GeneratedStore(tmp_path / "s")
+        GeneratedVectorStore(tmp_path / "s")
     written.clear()
-    monkeypatch.setattr(maxsim, "_write_shard", lambda out, i, *a: (written.append(i), real(out, i, *a)))
-    resumed = maxsim.GeneratedStore(maxsim.build_store(data.q_dir, tmp_path / "s", dtype="int8", progress=False))
+    monkeypatch.setattr(maxsim_store, "_write_shard", lambda out, i, *a: (written.append(i), real(out, i, *a)))
+    resumed = GeneratedVectorStore(build_vector_store(data.q_dir, tmp_path / "s", dtype="int8", progress=False))
     assert written[0] == 3  # finished shards were not rewritten
-    fresh = maxsim.GeneratedStore(maxsim.build_store(data.q_dir, tmp_path / "f", dtype="int8", progress=False))
+    fresh = GeneratedVectorStore(build_vector_store(data.q_dir, tmp_path / "f", dtype="int8", progress=False))
     for p in data.gen:
         a, b = resumed.lookup([p])[0], fresh.lookup([p])[0]
         np.testing.assert_array_equal(resumed.vectors_of(int(a)), fresh.vectors_of(int(b)))
     with pytest.raises(MismatchError, match="other settings"):
-        maxsim.build_store(data.q_dir, tmp_path / "s", dtype="float16", progress=False)
+        build_vector_store(data.q_dir, tmp_path / "s", dtype="float16", progress=False)
 
 
 def test_duplicate_generated_queries_are_stored_once_and_change_no_score(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_duplicate_generated_queries_are_stored_once_and_change_no_score(tmp_pat
     g = unit(rng.normal(size=(3, DIM)))
     vecs = np.concatenate([g, g[:1], g[1:2] + 1e-7])  # the same two texts again, one with encoder noise
     ids = [generated_query_id("a", "de", k) for k in range(5)]
-    store = maxsim.GeneratedStore(maxsim.build_store(
+    store = GeneratedVectorStore(build_vector_store(
         write_embeddings(ids, vecs, SPEC, tmp_path / "q", kind="query", progress=False), tmp_path / "s",
         progress=False))
     assert store.vectors == 3 and store.meta["duplicates_dropped"] == 2
@@ -149,40 +151,40 @@ def test_malformed_generated_ids_name_the_file_and_line(tmp_path: Path) -> None:
     ids = [generated_query_id("a", "de", 0), "a-de-1"]
     src = write_embeddings(ids, unit(np.ones((2, DIM))), SPEC, tmp_path / "q", kind="query", progress=False)
     with pytest.raises(DataError, match=r"part-00000\.ids\.txt:2: field 'id'"):
-        maxsim.build_store(src, tmp_path / "s", progress=False)
+        build_vector_store(src, tmp_path / "s", progress=False)
 
 
 def test_queries_of_one_passage_must_be_contiguous(tmp_path: Path) -> None:
     ids = [generated_query_id(p, "de", k) for p, k in (("a", 0), ("b", 0), ("a", 1))]
     src = write_embeddings(ids, unit(np.eye(3, DIM)), SPEC, tmp_path / "q", kind="query", progress=False)
     with pytest.raises(XdrError, match="'a' appears twice"):
-        maxsim.build_store(src, tmp_path / "s", progress=False)
+        build_vector_store(src, tmp_path / "s", progress=False)
 
 
 def test_passage_embeddings_are_not_a_store_source(data: Data, tmp_path: Path) -> None:
     with pytest.raises(XdrError, match="encoded as queries"):
-        maxsim.build_store(data.p_dir, tmp_path / "s", progress=False)
+        build_vector_store(data.p_dir, tmp_path / "s", progress=False)
 
 
 # -------------------------------------------------------------------------------------- re-ranking
-def test_rerank_is_the_issues_formula_over_the_candidates(data: Data, fp16_store: maxsim.GeneratedStore) -> None:
+def test_rerank_is_the_issues_formula_over_the_candidates(data: Data, fp16_store: GeneratedVectorStore) -> None:
     run = first_stage(data, k=len(data.pids))
-    reranked = maxsim.rerank_maxsim(run, data.queries, fp16_store, spec=SPEC, beta=BETA, k=len(data.pids))
+    reranked = rerank_maxsim(run, data.queries, fp16_store, spec=SPEC, beta=BETA, k=len(data.pids))
     for i, q in enumerate(data.queries):
         exact = data.exact(q)
         got = reranked[f"q{i}"]
         assert [d for d, _ in got] == sorted(exact, key=lambda d: -exact[d])
         for d, score in got:
             assert score == pytest.approx(exact[d], abs=2e-3)
-    short = maxsim.rerank_maxsim(run, data.queries, fp16_store, spec=SPEC, beta=BETA, k=5)
+    short = rerank_maxsim(run, data.queries, fp16_store, spec=SPEC, beta=BETA, k=5)
     assert all(len(h) == 5 and {d for d, _ in h} == {d for d, _ in run[q][:5]} for q, h in short.hits.items())
 
 
-def test_passages_without_generated_queries_use_their_own_score(fp16_store: maxsim.GeneratedStore) -> None:
+def test_passages_without_generated_queries_use_their_own_score(fp16_store: GeneratedVectorStore) -> None:
     """d0 has no generated queries, "x" is not in the store at all: both score s + beta * s."""
     run = Run({"q": [("d0", 0.8), ("x", 0.7)]})
     q = unit(np.ones((1, DIM)))
-    got = dict(maxsim.rerank_maxsim(run, q, fp16_store, spec=SPEC, beta=BETA, k=2)["q"])
+    got = dict(rerank_maxsim(run, q, fp16_store, spec=SPEC, beta=BETA, k=2)["q"])
     assert got == pytest.approx({"d0": 0.8 * (1 + BETA), "x": 0.7 * (1 + BETA)})
 
 
@@ -193,20 +195,20 @@ def test_a_generated_query_that_copies_the_passage_scores_like_no_query(tmp_path
     p = unit(rng.normal(size=(2, DIM)))
     src = write_embeddings([generated_query_id("copy", "de", 0)], p[:1], SPEC, tmp_path / "q", kind="query",
                            progress=False)
-    store = maxsim.build_store(src, tmp_path / "s", progress=False)
+    store = build_vector_store(src, tmp_path / "s", progress=False)
     q = unit(p[0] + p[1])
     s = q @ p.T
     run = Run({"q": [("copy", float(s[0])), ("none", float(s[1]))]})
-    got = dict(maxsim.rerank_maxsim(run, q[None], store, spec=SPEC, beta=BETA, k=2)["q"])
+    got = dict(rerank_maxsim(run, q[None], store, spec=SPEC, beta=BETA, k=2)["q"])
     assert got["copy"] == pytest.approx((1 + BETA) * s[0], abs=1e-3)
     assert got["none"] == pytest.approx((1 + BETA) * s[1], abs=1e-6)
 
 
-def test_a_store_of_another_model_is_refused(data: Data, fp16_store: maxsim.GeneratedStore) -> None:
+def test_a_store_of_another_model_is_refused(data: Data, fp16_store: GeneratedVectorStore) -> None:
     other = SPEC.model_copy(update={"fingerprint": "other-weights"})
     run = first_stage(data, k=5)
     with pytest.raises(MismatchError, match="another model"):
-        maxsim.rerank_maxsim(run, data.queries, fp16_store, spec=other)
+        rerank_maxsim(run, data.queries, fp16_store, spec=other)
     p_other = write_embeddings(data.pids, data.pvec, other, data.p_dir.parent / "p-other", progress=False)
     with pytest.raises(MismatchError, match="another model"):
         build_index(p_other, data.p_dir.parent / "idx-other", generated=fp16_store.path, progress=False)
@@ -220,24 +222,26 @@ class TableEncoder:
         return np.stack([self.table[t] for t in texts])
 
 
-def test_search_rerank_encodes_once_reranks_and_cuts_to_k(data: Data, fp16_store: maxsim.GeneratedStore) -> None:
+def test_search_with_a_maxsim_reranker_encodes_once_reranks_and_cuts_to_k(
+    data: Data, fp16_store: GeneratedVectorStore
+) -> None:
     queries = [Query(f"q{i}", "de", f"text {i}") for i in range(len(data.queries))]
     enc = TableEncoder({q.text: v for q, v in zip(queries, data.queries, strict=True)})
     idx = load_index(build_index(data.p_dir, data.p_dir.parent / "idx", progress=False))
-    run = maxsim.search_rerank(idx, queries, enc, fp16_store, k=3, rerank_k=len(data.pids), beta=BETA)
+    run = search(idx, queries, enc, k=3, reranker=MaxSimReranker(fp16_store, beta=BETA, depth=len(data.pids)))
     for i, q in enumerate(data.queries):
         exact = data.exact(q)
         assert [d for d, _ in run[f"q{i}"]] == sorted(exact, key=lambda d: -exact[d])[:3]
     with pytest.raises(XdrError, match="must not exceed"):
-        maxsim.search_rerank(idx, queries, enc, fp16_store, k=10, rerank_k=5)
+        search(idx, queries, enc, k=10, reranker=MaxSimReranker(fp16_store, depth=5))
     with pytest.raises(MismatchError, match="another model"):
-        maxsim.search_rerank(idx, queries, TableEncoder(enc.table, SPEC.model_copy(update={"name": "x"})),
-                             fp16_store)
+        search(idx, queries, TableEncoder(enc.table, SPEC.model_copy(update={"name": "x"})),
+               reranker=MaxSimReranker(fp16_store))
 
 
 # ------------------------------------------------------------------------------------ multi-vector
 def test_multi_vector_index_equals_reranking_when_every_row_is_retrieved(
-    data: Data, fp16_store: maxsim.GeneratedStore, tmp_path: Path
+    data: Data, fp16_store: GeneratedVectorStore, tmp_path: Path
 ) -> None:
     idx = load_index(build_index(data.p_dir, tmp_path / "mv", generated=fp16_store.path, beta=BETA,
                                  progress=False))
@@ -254,7 +258,7 @@ def test_multi_vector_index_equals_reranking_when_every_row_is_retrieved(
 
 def test_multi_vector_grouping_credits_unseen_rows_with_the_lowest_retrieved_score() -> None:
     # passages 0, 1, 2; passage 0 owns generated rows 3, 4; passage 1 none; passage 2 owns row 5
-    mv = maxsim.MultiVector(np.array([0, 2, 2, 3]), beta=1.0)
+    mv = MultiVector(np.array([0, 2, 2, 3]), beta=1.0)
     scores = np.array([[0.95, 0.8, 0.7, -3.4e38]], np.float32)
     labels = np.array([[4, 1, 2, -1]])  # gen row of p0, passage p1, passage p2, a slot FAISS left empty
     s, p = mv.group(scores, labels, k=3)
@@ -264,7 +268,7 @@ def test_multi_vector_grouping_credits_unseen_rows_with_the_lowest_retrieved_sco
 
 
 def test_multi_vector_refuses_a_store_with_passages_the_index_lacks(
-    data: Data, fp16_store: maxsim.GeneratedStore, tmp_path: Path
+    data: Data, fp16_store: GeneratedVectorStore, tmp_path: Path
 ) -> None:
     few = write_embeddings(data.pids[:10], data.pvec[:10], SPEC, tmp_path / "p10", progress=False)
     with pytest.raises(XdrError, match="not in the passage embeddings"):

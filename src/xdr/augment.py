@@ -22,49 +22,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xdr.artifacts import (
-    atomic_path,
-    is_done,
-    mark_done,
-    require_done,
-    shard_name,
-    start_artifact,
-    update_meta,
-)
+from xdr.artifacts import Stage, open_artifact
 from xdr.config import ModelSpec
-from xdr.data.schema import Query
-from xdr.encode import (
-    IDS_SUFFIX,
-    VECTORS_SUFFIX,
-    TextEncoder,
-    iter_shards,
-    open_ids,
-    read_ids,
-    row_progress,
-    write_ids,
-)
-from xdr.errors import MismatchError, XdrError
+from xdr.embeddings import EmbeddingWriter, embeddings_meta, iter_shards, store_params
+from xdr.errors import XdrError
+from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries, split_generated_id
+from xdr.langs import normalize_lang
+from xdr.models.base import TextEncoder
+from xdr.models.encoder import Encoder
+from xdr.progress import row_progress
 
 Fusion = Literal["sum", "mean"]
-SEP = "::"  # generated-query id = docid::lang::k; docids may hold SEP, lang and k never do
-
-
-def generated_query_id(docid: str, lang: str, k: int) -> str:
-    return f"{docid}{SEP}{lang}{SEP}{k}"
-
-
-def split_generated_id(qid: str) -> tuple[str, str]:
-    """(docid, lang) of a generated-query id."""
-    docid, lang, _ = qid.rsplit(SEP, 2)
-    return docid, lang
-
-
-def generated_as_queries(generated_dir: str | Path) -> Iterator[Query]:
-    """The kept generated queries as Query records, ready for `encode_queries` (corpus order kept)."""
-    from xdr.generate.store import read_generated
-
-    for g in read_generated(generated_dir):
-        yield Query(generated_query_id(g.docid, g.lang, g.k), g.lang, g.query or "")
+EMBEDDING_INPUTS = (Stage.ENCODE,)  # generated queries encoded by `xdr encode --kind generated`
 
 
 def fuse(
@@ -176,19 +145,20 @@ def augment(
     ``query_dir`` is either a store of generated queries encoded as queries (`xdr encode --kind
     generated`, worth it for alpha sweeps) or the generate artifact itself, whose queries are then
     encoded on the fly and never stored (630M queries x 768 floats would be 1.9 TB): by ``encoder``, or
-    by the passages' model (on ``device``) as a query encoder with query max length 32, as in xQG. ``langs`` keeps only
-    queries generated in those languages. Mixing vector spaces is refused.
+    by the passages' model (on ``device``) as a query encoder with the generated-query max length, as in
+    xQG. ``langs`` keeps only queries generated in those languages (codes are normalised, so ``DE`` is
+    ``de``). Mixing vector spaces is refused.
     """
     pdir, qdir, out = Path(passage_dir), Path(query_dir), Path(out_dir)
     if not 0.0 <= alpha <= 1.0:
         raise XdrError(f"alpha must be in [0, 1], got {alpha}")
-    pmeta, qmeta = require_done(pdir), require_done(qdir)
+    pmeta = embeddings_meta(pdir)
+    qmeta = open_artifact(qdir, Stage.GENERATE, *EMBEDDING_INPUTS, what="generated queries or their embeddings")
     pspec = ModelSpec(**pmeta["params"]["model"])
-    if qmeta.get("stage") == "generate":
+    if qmeta.get("stage") == Stage.GENERATE:
         if encoder is None:
-            from xdr.models.encoder import Encoder
-
-            encoder = Encoder.load(pspec.model_copy(update={"query_max_length": 32}), device=device)
+            spec = pspec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
+            encoder = Encoder.load(spec, device=device)
         encoder.spec.check_same_space(pspec, "the query encoder")
         cursor = _QueryCursor(_generated_blocks(qdir), encoder)
         query_source: Any = {"generated": str(qdir.resolve()), "query_max_length": encoder.spec.query_max_length}
@@ -199,22 +169,21 @@ def augment(
                            "encoded as queries (`xdr encode GENERATED --kind generated`)")
         cursor = _QueryCursor(iter_shards(qdir))
         query_source = {"embeddings": str(qdir.resolve()), "source": qmeta["params"].get("source")}
-    keep = None if langs is None else sorted(set(langs))
-    params = {
-        "model": pmeta["params"]["model"], "kind": "passage", "dim": pmeta["params"]["dim"],
-        "dtype": "float32", "normalized": renormalize or (pspec.normalize and alpha == 0.0),
-        "shard_size": pmeta["params"]["shard_size"],
-        "source": {"passages": str(pdir.resolve()), "queries": query_source},
-        "alpha": alpha, "mode": mode, "langs": keep, "renormalize": renormalize,
-    }
-    start_artifact(out, "augment", params)
-    if is_done(out):
+    keep = None if langs is None else sorted({normalize_lang(x) for x in langs})
+    params = store_params(
+        pspec, "passage", pmeta["params"]["dim"], pmeta["params"]["shard_size"],
+        normalized=renormalize or (pspec.normalize and alpha == 0.0),
+        source={"passages": str(pdir.resolve()), "queries": query_source},
+    )
+    params.update(alpha=alpha, mode=mode, langs=keep, renormalize=renormalize)
+    writer = EmbeddingWriter(out, Stage.AUGMENT, params)
+    if writer.finished:
         return out
     rows = fused_rows = n_shards = 0
     with row_progress(progress) as bar:
         task = bar.add_task("augment", total=pmeta.get("rows"))
         for i, (ids, emb) in enumerate(iter_shards(pdir)):
-            done = (out / shard_name(i, VECTORS_SUFFIX)).exists()
+            done = i < writer.kept
             chunks = []
             for lo in range(0, len(ids), chunk_size):
                 owner, qlangs, qvecs = cursor.take(ids[lo:lo + chunk_size], vectors=not done)
@@ -227,13 +196,9 @@ def augment(
                                    qvecs[mask] if len(own) else np.empty((0, emb.shape[1]), np.float32),
                                    alpha, mode, renormalize))
             if done:
-                if read_ids(out / shard_name(i, IDS_SUFFIX)).to_pylist() != ids:
-                    raise MismatchError(f"{out}: shard {i} came from other passages; remove the directory")
+                writer.check_kept(i, ids)
             else:
-                with atomic_path(out / shard_name(i, IDS_SUFFIX)) as tmp, open_ids(tmp) as f:
-                    write_ids(f, ids)
-                with atomic_path(out / shard_name(i, VECTORS_SUFFIX)) as tmp, open(tmp, "wb") as f:
-                    np.save(f, np.concatenate(chunks))
+                writer.write(i, ids, np.concatenate(chunks))
             rows += len(ids)
             n_shards += 1
             bar.advance(task, len(ids))
@@ -243,6 +208,4 @@ def augment(
             f"{qdir}: generated query {stray!r} belongs to no passage at its position; generated queries "
             "must follow the corpus order of the passage store and name only its passages"
         )
-    update_meta(out, rows=rows, shards=n_shards, passages_with_queries=fused_rows)
-    mark_done(out)
-    return out
+    return writer.finish(rows=rows, shards=n_shards, passages_with_queries=fused_rows)

@@ -1,35 +1,38 @@
-"""The search stage: queries against an index, written as a TREC run and an XOR-TyDi submission."""
+"""The search stage: queries against an index, optionally followed by a re-ranking step.
+
+A re-ranker (e.g. :class:`xdr.maxsim.MaxSimReranker`) is composed after the first stage: the index gives
+``reranker.depth`` candidates per query, the re-ranker re-scores them from the same query vectors, and
+the top ``k`` are kept. Runs are written by :mod:`xdr.data.runs` (TREC and XOR-TyDi submission JSON).
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from xdr.artifacts import atomic_path
-from xdr.data import lookup_texts, write_run
-from xdr.data.schema import Passage, Query
-from xdr.encode import TextEncoder
+from xdr.config import ModelSpec
+from xdr.data.runs import Run
+from xdr.data.schema import Query
 from xdr.errors import XdrError
-from xdr.index import DenseIndex, load_index
+from xdr.index.dense import DenseIndex, load_index
+from xdr.models.base import TextEncoder
 
 
-@dataclass
-class Run:
-    """Ranked hits per query: ``hits[qid]`` is ``[(docid, score), ...]``, best first, in query order."""
+class Reranker(Protocol):
+    """A step after the first stage: re-scores the top ``depth`` candidates of each query."""
 
-    hits: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    tag: str = "xdr"
+    depth: int
 
-    def __getitem__(self, qid: str) -> list[tuple[str, float]]:
-        return self.hits[qid]
+    def check(self, spec: ModelSpec, metric: str, where: str) -> None:
+        """Refuse a first stage (query encoder, index metric) whose scores it cannot use."""
+        ...
 
-    def scores(self) -> dict[str, dict[str, float]]:
-        """The ``{qid: {docid: score}}`` form that ir-measures takes as a run."""
-        return {qid: dict(ranked) for qid, ranked in self.hits.items()}
+    def rerank(self, run: Run, query_emb: np.ndarray, spec: ModelSpec) -> Run:
+        """The run's candidates re-scored, best first; ``query_emb`` in the run's query order."""
+        ...
 
 
 def search_vectors(
@@ -54,11 +57,12 @@ def search(
     encoder: TextEncoder,
     k: int = 100,
     *,
+    reranker: Reranker | None = None,
     batch_size: int = 128,
     progress: bool = False,
     tag: str = "xdr",
 ) -> Run:
-    """Encode ``queries`` and retrieve the top ``k`` passages of each.
+    """Encode ``queries``, retrieve the top ``k`` passages of each, and re-rank them if asked.
 
     The encoder must share the index's vector space (same model, weights, pooling, normalisation);
     vectors from another model give scores that rank nothing, so that is refused rather than run.
@@ -67,32 +71,14 @@ def search(
         raise XdrError("no queries to search")
     dense = index if isinstance(index, DenseIndex) else load_index(index)
     dense.spec.check_same_space(encoder.spec, f"the index at {dense.path} (index vs query encoder)")
+    if reranker is not None:
+        if k > reranker.depth:
+            raise XdrError(f"k ({k}) must not exceed rerank_k ({reranker.depth}): only re-ranked candidates "
+                           "are kept")
+        reranker.check(encoder.spec, dense.metric, str(dense.path))
     emb = encoder.encode([q.text for q in queries], "query", batch_size=batch_size, progress=progress)
-    return search_vectors(dense, [q.id for q in queries], emb, k, tag=tag)
-
-
-def write_trec(run: Run, path: str | Path) -> Path:
-    """Write the run as ``qid Q0 docid rank score tag`` lines (atomically, via the TREC module)."""
-    write_run(path, run.scores(), tag=run.tag)
-    return Path(path)
-
-
-def write_xor_json(
-    run: Run, queries: Iterable[Query], corpus: Iterable[Passage], path: str | Path
-) -> dict[str, str]:
-    """Write the XOR-Retrieve prediction file ``[{"id", "lang", "ctxs": [passage texts, best first]}]``
-    and return the texts it looked up (docid → text), e.g. for display.
-
-    The corpus is streamed once, keeping only the texts the run needs (an 18M-row corpus never sits in
-    memory), and stops as soon as all are found. ``ctxs`` holds passage texts without titles, as in the
-    official XOR-TyDi baselines.
-    """
-    texts = lookup_texts(corpus, {docid for ranked in run.hits.values() for docid, _ in ranked})
-    entries = []
-    for q in queries:
-        if q.id not in run.hits:
-            raise XdrError(f"query {q.id!r} has no ranking in the run")
-        entries.append({"id": q.id, "lang": q.lang, "ctxs": [texts[docid] for docid, _ in run.hits[q.id]]})
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(entries, f, ensure_ascii=False)
-    return texts
+    qids = [q.id for q in queries]
+    if reranker is None:
+        return search_vectors(dense, qids, emb, k, tag=tag)
+    first = search_vectors(dense, qids, emb, reranker.depth, tag=tag)
+    return reranker.rerank(first, emb, encoder.spec).head(k)

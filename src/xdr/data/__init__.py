@@ -14,7 +14,7 @@ A trailing ``.gz`` is looked through for the text formats.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,14 +22,17 @@ import pyarrow.parquet as pq
 from xdr.data._io import base_suffix, iter_jsonl, open_text
 from xdr.data.dpr import read_dpr, read_tevatron
 from xdr.data.generic import read_generic_passages, read_generic_queries, write_passages, write_queries
+from xdr.data.lookup import lookup_passages, lookup_texts
+from xdr.data.runs import Run, read_run, read_xor_submission, write_run, write_trec, write_xor_json
 from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.data.squad import XQuADR, read_squad_paragraphs, read_squad_training, read_xquad_r
 from xdr.data.swimir import read_swimir, read_swimir_passages
-from xdr.data.trec import read_qrels, read_run, write_qrels, write_run
+from xdr.data.trec import read_qrels, write_qrels
 from xdr.data.xor import WIKI_HEADER, read_question_translations, read_xor_questions, read_xor_wiki
 from xdr.errors import XdrError
 
 __all__ = [
+    "Run",
     "XQuADR",
     "detect_format",
     "lookup_passages",
@@ -40,11 +43,14 @@ __all__ = [
     "read_question_translations",
     "read_run",
     "read_training",
+    "read_xor_submission",
     "read_xquad_r",
     "write_passages",
     "write_qrels",
     "write_queries",
     "write_run",
+    "write_trec",
+    "write_xor_json",
 ]
 
 PASSAGE_FORMATS = ("jsonl", "tsv", "parquet", "xor-wiki", "swimir", "squad")
@@ -137,30 +143,3 @@ def read_training(
     if fmt == "squad":
         return read_squad_training(path, lang)
     raise _unsupported(path, fmt, "training examples", TRAINING_FORMATS)
-
-
-def lookup_passages(passages: Iterable[Passage], ids: set[str]) -> dict[str, Passage]:
-    """The passages with ``ids``, streaming the corpus once and stopping when all are found.
-
-    A run over an 18M-passage corpus needs a few hundred thousand of them (for XOR-TyDi JSON, R@kt, hard
-    negatives); this keeps only those in memory. Ids absent from the corpus are an error: the run (or
-    index) and the corpus do not belong together.
-    """
-    found: dict[str, Passage] = {}
-    for p in passages:
-        if p.id in ids and p.id not in found:
-            found[p.id] = p
-            if len(found) == len(ids):
-                break
-    missing = ids - found.keys()
-    if missing:
-        raise XdrError(
-            f"{len(missing)} passage ids of the run are not in the corpus (e.g. {min(missing)!r}); "
-            "is it the corpus the index was built from?"
-        )
-    return found
-
-
-def lookup_texts(passages: Iterable[Passage], ids: set[str]) -> dict[str, str]:
-    """The texts (without titles) of ``ids``; see :func:`lookup_passages`."""
-    return {i: p.text for i, p in lookup_passages(passages, ids).items()}

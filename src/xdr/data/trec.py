@@ -1,8 +1,8 @@
-"""TREC qrels (``qid 0 docid rel``) and run files (``qid Q0 docid rank score tag``).
+"""TREC's whitespace-column files: the line parser, the id check, and qrels (``qid 0 docid rel``).
 
 Columns are separated by any whitespace, so ids must not contain any; the writers refuse such ids
-rather than produce a file that reads back differently. Both file kinds are small (queries x depth),
-so they are read into dicts, the shape ir_measures and the evaluators take.
+rather than produce a file that reads back differently. Qrels are small, so they are read into a dict,
+the shape ir_measures takes. Run files (``qid Q0 docid rank score tag``) are in :mod:`xdr.data.runs`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from xdr.data._io import numbered_lines
 from xdr.errors import DataError, XdrError
 
 QRELS_COLUMNS = ("qid", "iter", "docid", "rel")
-RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
+Qrels = Mapping[str, Mapping[str, int]]
 
 
-def _rows(path: str | Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+def rows(path: str | Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     for n, line in numbered_lines(path):
         parts = line.split()
         if not parts:
@@ -31,7 +31,7 @@ def _rows(path: str | Path, columns: tuple[str, ...]) -> Iterator[tuple[int, lis
         yield n, parts
 
 
-def _number(path: str | Path, line: int, field: str, value: str, kind: type[int] | type[float]) -> float:
+def number(path: str | Path, line: int, field: str, value: str, kind: type[int] | type[float]) -> float:
     try:
         number = kind(value)
     except ValueError:
@@ -45,27 +45,15 @@ def _number(path: str | Path, line: int, field: str, value: str, kind: type[int]
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """query id -> {doc id: relevance}; a repeated (query, doc) pair is an error."""
     qrels: dict[str, dict[str, int]] = {}
-    for n, (qid, _, docid, rel) in _rows(path, QRELS_COLUMNS):
+    for n, (qid, _, docid, rel) in rows(path, QRELS_COLUMNS):
         docs = qrels.setdefault(qid, {})
         if docid in docs:
             raise DataError(path, n, "docid", f"{docid!r} is judged twice for query {qid!r}")
-        docs[docid] = int(_number(path, n, "rel", rel, int))
+        docs[docid] = int(number(path, n, "rel", rel, int))
     return qrels
 
 
-def read_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """query id -> {doc id: score}; ranks are checked to be integers, but scores decide the order."""
-    run: dict[str, dict[str, float]] = {}
-    for n, (qid, _, docid, rank, score, _) in _rows(path, RUN_COLUMNS):
-        _number(path, n, "rank", rank, int)
-        docs = run.setdefault(qid, {})
-        if docid in docs:
-            raise DataError(path, n, "docid", f"{docid!r} is retrieved twice for query {qid!r}")
-        docs[docid] = _number(path, n, "score", score, float)
-    return run
-
-
-def _check_token(what: str, value: str) -> str:
+def check_token(what: str, value: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise XdrError(f"cannot write {what} {value!r} to a TREC file: it is empty or contains whitespace")
     return value
@@ -75,17 +63,8 @@ def write_qrels(path: str | Path, qrels: Mapping[str, Mapping[str, int]]) -> Non
     """Write qrels atomically, in the mapping's order."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for qid, docs in qrels.items():
-            _check_token("query id", qid)
+            check_token("query id", qid)
             for docid, rel in docs.items():
-                f.write(f"{qid} 0 {_check_token('doc id', docid)} {int(rel)}\n")
+                f.write(f"{qid} 0 {check_token('doc id', docid)} {int(rel)}\n")
 
 
-def write_run(path: str | Path, run: Mapping[str, Mapping[str, float]], tag: str = "xdr") -> None:
-    """Write a run atomically; each query's docs are ranked by score (ties by doc id, for determinism)."""
-    _check_token("run tag", tag)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for qid, docs in run.items():
-            _check_token("query id", qid)
-            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
-            for rank, (docid, score) in enumerate(ranked, 1):
-                f.write(f"{qid} Q0 {_check_token('doc id', docid)} {rank} {float(score):.9g} {tag}\n")

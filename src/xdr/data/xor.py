@@ -11,7 +11,7 @@ human question translations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -23,6 +23,7 @@ from xdr.errors import DataError
 from xdr.langs import normalize_lang
 
 WIKI_HEADER = ("id", "text", "title")
+YES_NO = ("yes", "no")  # answers of boolean questions, which no passage span can contain
 
 
 def read_xor_questions(path: str | Path, *, check_duplicates: bool = True) -> Iterator[Query]:
@@ -68,3 +69,8 @@ def read_question_translations(root: str | Path, lang: str) -> Iterator[Translat
         source, english = src[1].rstrip("\r\n"), en[1].rstrip("\r\n")
         if source.strip() and english.strip():
             yield TranslationPair(code, source, english)
+
+
+def span_answers(answers: Iterable[str]) -> list[str]:
+    """The answers R@kt looks for: all but the literal (lower-case) ``yes``/``no`` of boolean questions."""
+    return [a for a in answers if a not in YES_NO]

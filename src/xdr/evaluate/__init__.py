@@ -10,17 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xdr.data import lookup_texts, read_passages, read_qrels, read_queries, read_run, read_xor_submission
 from xdr.data.schema import Query
 from xdr.errors import XdrError
 from xdr.evaluate.measures import DEFAULT_MEASURES, per_query_measures, ranking_to_run
 from xdr.evaluate.report import Report
-from xdr.evaluate.rkt import (
-    DEFAULT_BUDGETS,
-    read_xor_submission,
-    recall_at_k_tokens,
-    rkt_name,
-    score_xor_submission,
-)
+from xdr.evaluate.rkt import DEFAULT_BUDGETS, recall_at_k_tokens, rkt_name, score_xor_submission
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
 
 __all__ = [
@@ -120,8 +115,6 @@ def evaluate_files(
     a run directory without a corpus, from its ``xor.json``. Without qrels only R@kt is computed; without
     any passage text only the ir-measures metrics are.
     """
-    from xdr.data import lookup_texts, read_passages, read_qrels, read_queries, read_run
-
     run_path = Path(run_path)
     trec = run_path / "run.trec" if run_path.is_dir() else run_path
     xor = run_path / "xor.json" if run_path.is_dir() else run_path if run_path.suffix == ".json" else None

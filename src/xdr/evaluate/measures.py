@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 import ir_measures
 from ir_measures import Measure
 
+from xdr.data.runs import RunScores
+from xdr.data.trec import Qrels
 from xdr.errors import XdrError
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@1", "R@100")
 
-Qrels = Mapping[str, Mapping[str, int]]
-Run = Mapping[str, Mapping[str, float]]
 
 
 def parse_measures(names: Sequence[str]) -> dict[str, Measure]:
@@ -47,7 +47,7 @@ def ranking_to_run(ranked: Mapping[str, Sequence[str]]) -> dict[str, dict[str, f
     return run
 
 
-def per_query_measures(qrels: Qrels, run: Run, measures: Sequence[str]) -> dict[str, dict[str, float]]:
+def per_query_measures(qrels: Qrels, run: RunScores, measures: Sequence[str]) -> dict[str, dict[str, float]]:
     """``{measure: {qid: value}}`` for every query in ``qrels``; a query absent from ``run`` scores 0."""
     parsed = parse_measures(measures)
     out: dict[str, dict[str, float]] = {name: {} for name in parsed}

@@ -18,7 +18,6 @@ question is a miss (listed in :attr:`RktResult.not_in_run`); for a complete run 
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,22 +26,18 @@ from typing import Any
 
 import nltk
 
+from xdr.data.runs import read_xor_submission
 from xdr.data.schema import Query
-from xdr.errors import DataError, MismatchError, XdrError
+from xdr.data.xor import span_answers
+from xdr.errors import MismatchError, XdrError
 from xdr.evaluate.nltk_punkt import ensure_nltk_punkt
 
-YES_NO = ("yes", "no")
 DEFAULT_BUDGETS = (2000, 5000)
 
 
 def rkt_name(budget: int) -> str:
     """``R@2kt`` for 2000 tokens (the paper's names), ``R@300t`` for budgets that are not whole thousands."""
     return f"R@{budget // 1000}kt" if budget % 1000 == 0 else f"R@{budget}t"
-
-
-def span_answers(answers: Iterable[str]) -> list[str]:
-    """The answers R@kt looks for: all but the literal (lower-case) ``yes``/``no`` of boolean questions."""
-    return [a for a in answers if a not in YES_NO]
 
 
 @functools.cache
@@ -196,55 +191,6 @@ def _prefix_texts(run: Mapping[str, Sequence[str]], queries: list[Query], budget
                 break
             yield text
             words += len(text.split())
-
-
-@dataclass(frozen=True, slots=True)
-class XorPrediction:
-    id: str
-    lang: str
-    ctxs: tuple[str, ...]
-
-
-def read_xor_submission(source: str | Path | Sequence[Mapping[str, Any]]) -> list[XorPrediction]:
-    """Read an XOR-Retrieve prediction file: a JSON list of ``{"id", "lang", "ctxs"}``.
-
-    ``ctxs`` are passage texts, as the official format specifies. DPR-style dicts are tolerated: from a
-    dict only its ``"text"`` is used, never its ``"title"``, because the official scorer tokenizes exactly
-    the ``ctxs`` strings and the XORQA/DPR conversions put the passage text there without the title.
-    Ids are read as strings (the README's example uses a number).
-    """
-    path = str(source) if isinstance(source, (str, Path)) else "<predictions>"
-    if isinstance(source, (str, Path)):
-        try:
-            items = json.loads(Path(source).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(source, e.lineno, None, f"not valid JSON ({e.msg})") from e
-    else:
-        items = source
-    if not isinstance(items, list):
-        raise DataError(path, None, None, "expected a JSON list of {id, lang, ctxs} objects")
-    out: list[XorPrediction] = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        where = f"item {i}"
-        if not isinstance(item, Mapping) or not {"id", "lang", "ctxs"} <= item.keys():
-            raise DataError(path, None, None, f"{where}: needs the keys id, lang and ctxs")
-        if not isinstance(item["ctxs"], list):
-            raise DataError(path, None, "ctxs", f"{where}: ctxs must be a list of passages")
-        qid = str(item["id"])
-        if qid in seen:
-            raise DataError(path, None, "id", f"{where}: question {qid!r} is predicted twice")
-        seen.add(qid)
-        ctxs: list[str] = []
-        for ctx in item["ctxs"]:
-            if isinstance(ctx, Mapping) and isinstance(ctx.get("text"), str):
-                ctxs.append(ctx["text"])
-            elif isinstance(ctx, str):
-                ctxs.append(ctx)
-            else:
-                raise DataError(path, None, "ctxs", f"{where}: a ctx must be a string or a dict with 'text'")
-        out.append(XorPrediction(qid, str(item["lang"]).strip(), tuple(ctxs)))
-    return out
 
 
 def score_xor_submission(

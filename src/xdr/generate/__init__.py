@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from xdr.generate.artifact import SCHEMA, GeneratedQuery, read_generated, refilter
 from xdr.generate.base import Generator, passage_seed, row_seed
 from xdr.generate.filters import FilterSettings, filter_outputs
 from xdr.generate.ingest import RELEASED, ingest_xqg, read_released
 from xdr.generate.prompts import Exemplar, load_exemplars, parse_answer
 from xdr.generate.run import run_generation
 from xdr.generate.stats import generation_stats, stats_markdown
-from xdr.generate.store import SCHEMA, GeneratedQuery, read_generated, refilter
 
 if TYPE_CHECKING:
     from xdr.generate.hf import Sampling

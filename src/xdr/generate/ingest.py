@@ -16,10 +16,10 @@ from typing import IO, Any
 from xdr.artifacts import input_fingerprint, is_done, start_artifact
 from xdr.data.schema import Passage
 from xdr.errors import DataError, XdrError
+from xdr.generate.artifact import STAGE, QueryGroup, shard_params, write_shards
 from xdr.generate.filters import FilterSettings
 from xdr.generate.run import DEFAULT_FILTERS
 from xdr.generate.stats import finish
-from xdr.generate.store import STAGE, QueryGroup, shard_params, write_shards
 from xdr.langs import normalize_lang
 
 RELEASED = "ielab/xor-tydi-xqg-augmented"

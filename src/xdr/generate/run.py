@@ -8,10 +8,10 @@ from pathlib import Path
 from xdr.artifacts import is_done, start_artifact
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
+from xdr.generate.artifact import STAGE, QueryGroup, shard_params, write_shards
 from xdr.generate.base import Generator, passage_seed
 from xdr.generate.filters import FilterSettings
 from xdr.generate.stats import finish
-from xdr.generate.store import STAGE, QueryGroup, shard_params, write_shards
 from xdr.langs import normalize_lang
 
 DEFAULT_FILTERS = FilterSettings()

@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xdr.artifacts import mark_done, write_json_atomic, write_text_atomic
+from xdr.generate.artifact import shard_paths
 from xdr.generate.filters import REASONS
-from xdr.generate.store import shard_paths
 
 ALL = "all"
 

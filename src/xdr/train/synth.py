@@ -42,10 +42,10 @@ from xdr import __version__
 from xdr.artifacts import atomic_path, input_fingerprint, write_json_atomic
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
+from xdr.generate.artifact import read_generated
 from xdr.generate.base import Generator
 from xdr.generate.filters import FilterSettings
 from xdr.generate.run import DEFAULT_FILTERS, run_generation
-from xdr.generate.store import read_generated
 from xdr.langs import language_name, normalize_lang
 
 StrataName = Literal["length", "title", "none"]

@@ -6,9 +6,8 @@ Layout of an index directory::
                   the embedding store it came from; after the build also "ntotal"
     index.faiss   the CPU FAISS index (moved to a GPU at load time when one is there)
     ids.txt       the passage id of each index row, one per line, in row order
-    generated_offsets.npy   multi-vector indexes only (`--with-generated`): int64 [passages + 1]; the
-                  passages' rows come first, then their generated-query rows, grouped back by
-                  ``xdr.maxsim.MultiVector``
+    generated_offsets.npy   multi-vector indexes only (`--with-generated`), see
+                  :mod:`xdr.index.multivector`
     _DONE
 
 The index is one file rather than shards, so a killed build simply starts over; both files appear
@@ -19,34 +18,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import faiss
 import numpy as np
 import pyarrow as pa
 
-from xdr.artifacts import (
-    atomic_path,
-    is_done,
-    mark_done,
-    require_done,
-    shard_name,
-    start_artifact,
-    update_meta,
-)
+from xdr.artifacts import Stage, atomic_path, is_done, mark_done, open_artifact, start_artifact, update_meta
 from xdr.config import ModelSpec
-from xdr.encode import IDS_SUFFIX, iter_shards, open_ids, read_ids, row_progress, store_meta, write_ids
+from xdr.embeddings import embeddings_meta, iter_shards, open_ids, read_ids, training_sample, write_ids
 from xdr.errors import MismatchError, XdrError
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from xdr.maxsim import GeneratedStore, MultiVector
+from xdr.index.multivector import OFFSETS_FILE, MultiVector, add_generated
+from xdr.maxsim.store import DEFAULT_BETA, GeneratedVectorStore
+from xdr.progress import row_progress
 
 Metric = Literal["ip", "l2"]
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.txt"
-OFFSETS_FILE = "generated_offsets.npy"
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
@@ -70,17 +58,6 @@ def _to_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
         return index, False
 
 
-def training_sample(emb_dir: Path, rows: int, size: int, seed: int) -> np.ndarray:
-    """A uniform sample of rows, gathered shard by shard so that only the sample is held in memory."""
-    pick = np.sort(np.random.default_rng(seed).choice(rows, size=min(size, rows), replace=False))
-    parts, offset = [], 0
-    for _, emb in iter_shards(emb_dir):
-        lo, hi = np.searchsorted(pick, [offset, offset + len(emb)])
-        parts.append(emb[pick[lo:hi] - offset])
-        offset += len(emb)
-    return np.concatenate(parts)
-
-
 def build_index(
     emb_dir: str | Path,
     out_dir: str | Path,
@@ -92,7 +69,7 @@ def build_index(
     use_gpu: bool = True,
     progress: bool = True,
     generated: str | Path | None = None,
-    beta: float = 0.5,
+    beta: float = DEFAULT_BETA,
 ) -> Path:
     """Build a FAISS index over an embedding store, adding it shard by shard.
 
@@ -100,17 +77,18 @@ def build_index(
     recall for speed and memory. Indexes that need training (IVF, PQ) are trained on a uniform sample of
     ``train_sample`` rows; FAISS wants at least 39 per IVF list. ``generated``, a max-sim store
     (`xdr maxsim-store`), adds the passages' generated-query vectors as rows of their own: a multi-vector
-    index whose search groups rows back into passages, scored ``s + beta * max`` (see ``xdr.maxsim``).
+    index whose search groups rows back into passages, scored ``s + beta * max`` (see
+    :mod:`xdr.index.multivector`).
     """
     emb_dir, out = Path(emb_dir), Path(out_dir)
-    emb_meta = store_meta(emb_dir)
+    emb_meta = embeddings_meta(emb_dir)
     if metric not in _METRICS:
         raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
     store = None
     if generated is not None:
-        from xdr.maxsim import GeneratedStore
-
-        store = GeneratedStore(generated)
+        if not beta >= 0:
+            raise XdrError(f"beta must be >= 0, got {beta}")
+        store = GeneratedVectorStore(generated)
         store.check_space(ModelSpec(**emb_meta["params"]["model"]), f"the passage embeddings {emb_dir}")
         if metric != "ip":
             raise XdrError("a multi-vector index adds inner products of passages and generated queries; use ip")
@@ -129,7 +107,7 @@ def build_index(
     if store is not None:
         params["generated"] = {"path": str(store.path.resolve()), "vectors": store.vectors, "dtype": store.dtype}
         params["beta"] = beta
-    start_artifact(out, "index", params)
+    start_artifact(out, Stage.INDEX, params)
     if is_done(out):
         return out
     try:
@@ -138,7 +116,7 @@ def build_index(
         raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
     index, on_gpu = _to_gpu(index, use_gpu)
     if not index.is_trained:
-        sample = training_sample(emb_dir, emb_meta["rows"], train_sample, seed)
+        sample = training_sample(emb_dir, train_sample, seed)
         try:
             index.train(sample)
         except RuntimeError as e:
@@ -152,29 +130,12 @@ def build_index(
                 write_ids(id_file, ids)
                 bar.advance(task, len(ids))
             if store is not None:
-                _add_generated(index, store, emb_dir, out, bar)
+                add_generated(index, store, emb_dir, out, bar)
         index = faiss.index_gpu_to_cpu(index) if on_gpu else index
         faiss.write_index(index, str(index_tmp))
     update_meta(out, ntotal=index.ntotal)
     mark_done(out)
     return out
-
-
-def _add_generated(index: faiss.Index, store: GeneratedStore, emb_dir: Path, out: Path, bar: Progress) -> None:
-    """Add the store's vectors after all passage rows, in passage order, and record each passage's share."""
-    from xdr.maxsim import generated_for_passages
-
-    shards = store_meta(emb_dir)["shards"]
-    passage_ids = (read_ids(emb_dir / shard_name(i, IDS_SUFFIX)).to_pylist() for i in range(shards))
-    task = bar.add_task("index generated queries", total=store.vectors)
-    counts = []
-    for c, vecs in generated_for_passages(store, passage_ids):
-        index.add(vecs)
-        counts.append(c)
-        bar.advance(task, len(vecs))
-    offsets = np.concatenate(([0], np.cumsum(np.concatenate(counts)))).astype(np.int64)
-    with atomic_path(out / OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
-        np.save(f, offsets)
 
 
 class DenseIndex:
@@ -208,8 +169,7 @@ class DenseIndex:
         if beta is not None or rows_per_passage is not None:
             if self.multi is None:
                 raise XdrError(f"{self.path}: beta and rows_per_passage apply to multi-vector indexes only")
-            self.multi.beta = self.multi.beta if beta is None else beta
-            self.multi.rows_per_passage = rows_per_passage or self.multi.rows_per_passage
+            self.multi = self.multi.with_settings(beta, rows_per_passage)
         space = faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
         for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
             if value is None:
@@ -253,15 +213,11 @@ def load_index(
 ) -> DenseIndex:
     """Open a finished index directory; refuses one whose build did not finish."""
     d = Path(index_dir)
-    meta = require_done(d)
-    if meta.get("stage") != "index":
-        raise XdrError(f"{d}: is a {meta.get('stage')} artifact, not an index")
+    meta = open_artifact(d, Stage.INDEX, what="an index (`xdr index`)")
     params = meta["params"]
     index, on_gpu = _to_gpu(faiss.read_index(str(d / INDEX_FILE)), use_gpu)
     multi = None
     if "generated" in params:
-        from xdr.maxsim import MultiVector
-
         multi = MultiVector(np.load(d / OFFSETS_FILE), params["beta"])
     dense = DenseIndex(
         index, read_ids(d / IDS_FILE), ModelSpec(**params["model"]), params["metric"], params["factory"], d,

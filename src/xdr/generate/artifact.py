@@ -4,6 +4,10 @@ Columns: ``docid, lang, k, query, generator, seed, keep, reason``. Rows are in c
 language (in the order the run was given), then ``k``; a shard holds every language of its passages, so
 a later stage can merge-join the shards against the corpus in one streaming pass. Dropped rows stay in
 the shards (``keep=False`` with a ``reason``) so statistics can be recomputed; readers take kept rows.
+
+A kept generated query becomes a query of its own downstream (encoded, fused, max-sim scored) under the
+id ``docid::lang::k``: this module owns that id format and the rule that generated queries are encoded
+at :data:`GENERATED_QUERY_MAX_LENGTH` tokens, as in xQG.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xdr.artifacts import atomic_path, require_done, shard_name
-from xdr.data.schema import Passage
+from xdr.artifacts import Stage, atomic_path, open_artifact, shard_name
+from xdr.data.schema import Passage, Query
 from xdr.errors import MismatchError, XdrError
 from xdr.generate.filters import FilterSettings, filter_outputs
 
 log = logging.getLogger(__name__)
 
-STAGE = "generate"
+STAGE = Stage.GENERATE
 SUFFIX = ".parquet"
+GENERATED_QUERY_MAX_LENGTH = 32  # xQG encodes generated queries at 32 tokens
+SEP = "::"  # generated-query id = docid::lang::k; docids may hold SEP, lang and k never do
 SCHEMA = pa.schema(
     [
         pa.field("docid", pa.string(), nullable=False),
@@ -63,6 +69,16 @@ class GeneratedQuery:
     seed: int | None
     keep: bool
     reason: str | None
+
+
+def generated_query_id(docid: str, lang: str, k: int) -> str:
+    return f"{docid}{SEP}{lang}{SEP}{k}"
+
+
+def split_generated_id(qid: str) -> tuple[str, str, int]:
+    """(docid, lang, k) of a generated-query id; ValueError when ``qid`` is not one."""
+    docid, lang, k = qid.rsplit(SEP, 2)
+    return docid, lang, int(k)
 
 
 def shard_paths(out_dir: str | Path) -> list[Path]:
@@ -137,7 +153,7 @@ def read_generated(
     ``shards`` reads only the first ones, so an experiment can pin its data while the run grows.
     """
     if not partial:
-        require_done(out_dir)
+        open_artifact(out_dir, STAGE, what="a generate artifact (`xdr generate run`)")
     paths = shard_paths(out_dir)
     if shards is not None and not 0 < shards <= len(paths):
         raise XdrError(f"{out_dir}: asked for the first {shards} shards, it has {len(paths)} finished")
@@ -166,3 +182,9 @@ def refilter(
         reasons = filter_outputs([g.query for g in items], passages[docid], lang, settings)
         for g, reason in zip(items, reasons, strict=True):
             yield replace(g, keep=reason is None, reason=reason)
+
+
+def generated_as_queries(out_dir: str | Path) -> Iterator[Query]:
+    """The kept generated queries as Query records under their generated-query ids, in artifact order."""
+    for g in read_generated(out_dir):
+        yield Query(generated_query_id(g.docid, g.lang, g.k), g.lang, g.query or "")

@@ -1,4 +1,7 @@
-"""Generated-query vectors as a max-sim signal (#5): a compressed store, re-ranking, multi-vector grouping.
+"""The generated-query vector store: each passage's generated-query vectors, compressed and memory-mapped.
+
+It feeds the max-sim score (:mod:`xdr.maxsim.rerank`, and multi-vector indexes in
+:mod:`xdr.index.multivector`)::
 
     score(q, p) = s(q, p) + beta * max_i s(q, g_i)
 
@@ -33,33 +36,30 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 
 from xdr.artifacts import (
+    Stage,
     atomic_path,
     is_done,
     mark_done,
+    open_artifact,
     read_meta,
-    require_done,
     shard_name,
     start_artifact,
     update_meta,
 )
-from xdr.augment import split_generated_id
 from xdr.config import ModelSpec
-from xdr.encode import IDS_SUFFIX, VECTORS_SUFFIX, open_ids, read_ids, row_progress, store_meta, write_ids
+from xdr.embeddings import IDS_SUFFIX, VECTORS_SUFFIX, embeddings_meta, read_ids, training_sample, write_ids_file
 from xdr.errors import DataError, MismatchError, XdrError
+from xdr.generate.artifact import split_generated_id
+from xdr.progress import row_progress
 
-if TYPE_CHECKING:
-    from xdr.data.schema import Query
-    from xdr.encode import TextEncoder
-    from xdr.index import DenseIndex
-    from xdr.search import Run
-
-STAGE = "maxsim-store"
+STAGE = Stage.MAXSIM_STORE
+DEFAULT_BETA = 0.5  # weight of the max term, chosen in docs/results/maxsim.md
 StoreDType = Literal["float16", "int8", "pq"]
 DTYPES: tuple[str, ...] = ("float16", "int8", "pq")
 PQ_FILE = "pq.faiss"
@@ -114,12 +114,14 @@ class _Codec:
 
 def _owners(ids: list[str], path: Path) -> list[str]:
     """The passage of each generated-query id, or a DataError naming the id file and line."""
-    try:
-        return [split_generated_id(q)[0] for q in ids]
-    except ValueError:
-        line = next(n for n, q in enumerate(ids, 1) if q.count("::") < 2)
-        raise DataError(path, line, "id", f"{ids[line - 1]!r} is not a generated-query id (docid::lang::k); "
-                        "encode the generate artifact with `xdr encode GEN --kind generated`") from None
+    owners = []
+    for line, q in enumerate(ids, 1):
+        try:
+            owners.append(split_generated_id(q)[0])
+        except ValueError:
+            raise DataError(path, line, "id", f"{q!r} is not a generated-query id (docid::lang::k); encode the "
+                            "generate artifact with `xdr encode GEN --kind generated`") from None
+    return owners
 
 
 def _distinct(v: np.ndarray) -> np.ndarray:
@@ -134,9 +136,7 @@ def _train_pq(src: Path, out: Path, dim: int, m: int, train_sample: int, seed: i
     path = out / PQ_FILE
     if path.exists():
         return faiss.read_ProductQuantizer(str(path))
-    from xdr.index import training_sample
-
-    sample = training_sample(src, store_meta(src)["rows"], train_sample, seed)
+    sample = training_sample(src, train_sample, seed)
     pq = faiss.ProductQuantizer(dim, m, 8)
     if len(sample) < 256:
         raise XdrError(f"{src}: PQ needs at least 256 vectors to train its 256 centroids; it has {len(sample)}")
@@ -146,7 +146,7 @@ def _train_pq(src: Path, out: Path, dim: int, m: int, train_sample: int, seed: i
     return pq
 
 
-def build_store(
+def build_vector_store(
     emb_dir: str | Path,
     out_dir: str | Path,
     *,
@@ -162,7 +162,7 @@ def build_store(
     (default dim / 8; dim must be a multiple), trained on ``train_sample`` vectors.
     """
     src, out = Path(emb_dir), Path(out_dir)
-    meta = store_meta(src)
+    meta = embeddings_meta(src)
     p = meta["params"]
     if p["kind"] != "query":
         raise XdrError(f"{src}: holds {p['kind']} embeddings; generated queries must be encoded as queries "
@@ -231,8 +231,7 @@ def _write_shard(out: Path, i: int, docs: list[str], rows: np.ndarray, codec: _C
         passages.append(docs[a])
         counts.append(int(mask.sum()))
     codes, scales = codec.encode(rows[keep] if len(docs) else np.empty((0, codec.dim), np.float32))
-    with atomic_path(out / shard_name(i, IDS_SUFFIX)) as tmp, open_ids(tmp) as f:
-        write_ids(f, passages)
+    write_ids_file(out / shard_name(i, IDS_SUFFIX), passages)
     with atomic_path(out / shard_name(i, COUNTS)) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(counts, np.int32))
     if scales is not None:
@@ -267,14 +266,12 @@ def _finish(out: Path, rows: int, n_shards: int, codec: _Codec) -> Path:
     return out
 
 
-class GeneratedStore:
+class GeneratedVectorStore:
     """A finished store, memory-mapped: the generated-query vectors of each passage, decoded on demand."""
 
     def __init__(self, path: str | Path) -> None:
         d = Path(path)
-        meta = require_done(d)
-        if meta.get("stage") != STAGE:
-            raise XdrError(f"{d}: is a {meta.get('stage')} artifact, not a max-sim store (`xdr maxsim-store`)")
+        meta = open_artifact(d, STAGE, what="a max-sim store (`xdr maxsim-store`)")
         p = meta["params"]
         self.path, self.meta = d, meta
         self.spec = ModelSpec(**p["model"])
@@ -359,11 +356,11 @@ class GeneratedStore:
             yield ids, np.load(self.path / shard_name(i, COUNTS)), self._codec.decode(codes, self._scales[i])
 
 
-def open_store(path: str | Path | GeneratedStore) -> GeneratedStore:
-    return path if isinstance(path, GeneratedStore) else GeneratedStore(path)
+def open_vector_store(path: str | Path | GeneratedVectorStore) -> GeneratedVectorStore:
+    return path if isinstance(path, GeneratedVectorStore) else GeneratedVectorStore(path)
 
 
-def store_info(path: str | Path) -> dict[str, Any]:
+def vector_store_info(path: str | Path) -> dict[str, Any]:
     """Counts and sizes of a store (for `xdr maxsim-store` output and the experiment's size table)."""
     d = Path(path)
     meta = read_meta(d)
@@ -371,155 +368,3 @@ def store_info(path: str | Path) -> dict[str, Any]:
     return {"passages": meta.get("passages"), "vectors": meta.get("vectors"), "dtype": meta["params"]["dtype"],
             "bytes_per_vector": meta.get("bytes_per_vector"), "duplicates_dropped": meta.get("duplicates_dropped"),
             "bytes_on_disk": on_disk}
-
-
-# ----------------------------------------------------------------------------------------- re-ranking
-def rerank_maxsim(
-    run: Run, query_emb: np.ndarray, store: str | Path | GeneratedStore, *, spec: ModelSpec,
-    beta: float = 0.5, k: int = 100,
-) -> Run:
-    """Re-score the top ``k`` candidates of each query by ``s + beta * max_i s(q, g_i)``, best first.
-
-    ``query_emb`` holds the query vectors in the run's query order, made by the encoder with ``spec``
-    (checked against the store's model); ``s`` is the first stage's score, fused or not. The re-ranked
-    run holds the ``k`` candidates only: the first stage's scores below them are on another scale.
-    """
-    from xdr.search import Run
-
-    st = open_store(store)
-    st.check_space(spec, "the query encoder")
-    if beta < 0:
-        raise XdrError(f"beta must be >= 0, got {beta}")
-    if k <= 0:
-        raise XdrError(f"k must be positive (got {k})")
-    q = np.asarray(query_emb, np.float32)
-    if q.ndim != 2 or len(q) != len(run.hits) or q.shape[1] != st.dim:
-        raise MismatchError(f"need one {st.dim}-dim query vector per ranked query: {len(run.hits)} queries, "
-                            f"vectors of shape {q.shape}")
-    docs = list(dict.fromkeys(d for ranked in run.hits.values() for d, _ in ranked[:k]))
-    row_of = dict(zip(docs, st.lookup(docs).tolist(), strict=True))
-    hits: dict[str, list[tuple[str, float]]] = {}
-    for (qid, ranked), vec in zip(run.hits.items(), q, strict=True):
-        cand = ranked[:k]
-        s = np.array([sc for _, sc in cand], np.float32)
-        m = st.max_scores(vec, np.array([row_of[d] for d, _ in cand], np.int64))
-        final = s + beta * np.where(np.isnan(m), s, m)
-        order = np.argsort(-final, kind="stable")
-        hits[qid] = [(cand[j][0], float(final[j])) for j in order]
-    return Run(hits, run.tag)
-
-
-def search_rerank(
-    index: str | Path | DenseIndex,
-    queries: Sequence[Query],
-    encoder: TextEncoder,
-    store: str | Path | GeneratedStore,
-    *,
-    k: int = 100,
-    rerank_k: int = 100,
-    beta: float = 0.5,
-    batch_size: int = 128,
-    progress: bool = False,
-    tag: str = "xdr",
-) -> Run:
-    """Single-vector search for ``rerank_k`` candidates, max-sim re-ranking, then the top ``k``."""
-    from xdr.index import DenseIndex, load_index
-    from xdr.search import Run, search_vectors
-
-    if k > rerank_k:
-        raise XdrError(f"k ({k}) must not exceed rerank_k ({rerank_k}): only re-ranked candidates are kept")
-    if not queries:
-        raise XdrError("no queries to search")
-    dense = index if isinstance(index, DenseIndex) else load_index(index)
-    if dense.metric != "ip":
-        raise XdrError(f"{dense.path}: max-sim adds inner products; a {dense.metric} index cannot be re-ranked")
-    dense.spec.check_same_space(encoder.spec, f"the index at {dense.path} (index vs query encoder)")
-    st = open_store(store)
-    st.check_space(encoder.spec, "the query encoder")
-    emb = encoder.encode([q.text for q in queries], "query", batch_size=batch_size, progress=progress)
-    run = search_vectors(dense, [q.id for q in queries], emb, rerank_k, tag=tag)
-    reranked = rerank_maxsim(run, emb, st, spec=encoder.spec, beta=beta, k=rerank_k)
-    return Run({qid: ranked[:k] for qid, ranked in reranked.hits.items()}, tag)
-
-
-# ------------------------------------------------------------------------------------ multi-vector
-def generated_for_passages(
-    store: GeneratedStore, passage_ids: Iterable[list[str]]
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Merge-join the store with the passages, shard by shard: ``(counts per passage, their vectors)``.
-
-    Both are in corpus order (generation writes them so); a store passage that is not next in the passage
-    order is refused, since its rows would be credited to no passage.
-    """
-    shards = store.iter_shards()
-    s_ids: list[str] = []
-    s_counts = np.empty(0, np.int32)
-    s_vecs = np.empty((0, store.dim), np.float32)
-    j = o = 0  # next store passage in the current store shard, and its first vector
-    for ids in passage_ids:
-        counts = np.zeros(len(ids), np.int32)
-        parts = []
-        for n, pid in enumerate(ids):
-            while j >= len(s_ids):
-                nxt = next(shards, None)
-                if nxt is None:
-                    break
-                s_ids, s_counts, s_vecs = nxt
-                j = o = 0
-            if j < len(s_ids) and s_ids[j] == pid:
-                c = int(s_counts[j])
-                counts[n] = c
-                parts.append(s_vecs[o:o + c])
-                j, o = j + 1, o + c
-        yield counts, np.concatenate(parts) if parts else np.empty((0, store.dim), np.float32)
-    stray = s_ids[j] if j < len(s_ids) else next((ids[0] for ids, *_ in shards if ids), None)
-    if stray is not None:
-        raise XdrError(f"{store.path}: passage {stray!r} is not in the passage embeddings at its position; the "
-                       "store must follow their corpus order and name only their passages")
-
-
-class MultiVector:
-    """Groups the rows of a multi-vector index (passages, then generated queries) back into passages.
-
-    Row ``r < passages`` is passage ``r``; generated row ``passages + j`` belongs to the passage ``p``
-    with ``offsets[p] <= j < offsets[p + 1]``. A query retrieves ``rows_per_passage * k`` rows and scores
-    each passage met by ``s + beta * m`` as in re-ranking. A term whose rows were not retrieved is credited
-    with the lowest retrieved score (an upper bound on it under exact search); a passage without
-    generated queries uses ``s`` for ``m``.
-    """
-
-    def __init__(self, offsets: np.ndarray, beta: float, rows_per_passage: int | None = None) -> None:
-        self.offsets = np.asarray(offsets, np.int64)
-        self.beta = beta
-        total = self.passages + int(self.offsets[-1])
-        self.rows_per_passage = rows_per_passage or -(-total // max(self.passages, 1))
-
-    @property
-    def passages(self) -> int:
-        return len(self.offsets) - 1
-
-    def group(self, scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row hits to passage hits: scores float32 [n, k'] and passage rows (-1 where empty)."""
-        n = self.passages
-        kk = min(k, n)
-        out_s = np.full((len(scores), kk), -np.inf, np.float32)
-        out_p = np.full((len(scores), kk), -1, np.int64)
-        for i, (sc, lab) in enumerate(zip(scores, labels, strict=True)):
-            ok = lab >= 0
-            sc, lab = sc[ok], lab[ok]
-            if not len(lab):
-                continue
-            floor = sc.min()
-            gen = lab >= n
-            owner = np.where(gen, np.searchsorted(self.offsets, lab - n, side="right") - 1, lab)
-            cand, inv = np.unique(owner, return_inverse=True)
-            s = np.full(len(cand), floor, np.float32)
-            s[inv[~gen]] = sc[~gen]
-            m = np.full(len(cand), -np.inf, np.float32)
-            np.maximum.at(m, inv[gen], sc[gen])
-            none = self.offsets[cand + 1] == self.offsets[cand]
-            m = np.where(np.isfinite(m), m, np.where(none, s, floor))
-            final = s + self.beta * m
-            top = np.argsort(-final, kind="stable")[:kk]
-            out_s[i, :len(top)], out_p[i, :len(top)] = final[top], cand[top]
-        return out_s, out_p

@@ -1,0 +1,28 @@
+"""What a model must provide to the stages that encode text: torch-free, so those stages import fast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+from xdr.config import ModelSpec
+
+Kind = Literal["query", "passage"]
+
+
+class TextEncoder(Protocol):
+    """What the encode and search stages need from a model (``xdr.models.encoder.Encoder`` is one)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(
+        self, texts: Sequence[str], kind: Kind, batch_size: int = ..., progress: bool = False
+    ) -> np.ndarray:
+        """float32 [len(texts), dim], in input order."""
+        ...
