@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from xdr import augment as aug
+from xdr.augment import FusionSettings, augment, fuse
 from xdr.config import ModelSpec
 from xdr.embeddings import load_embeddings, write_embeddings
 from xdr.errors import MismatchError, XdrError
@@ -42,14 +46,14 @@ def test_fuse_sum_is_the_papers_formula_and_mean_divides_by_the_count() -> None:
     p = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     q = np.array([[1.0, 1.0], [3.0, 1.0]], np.float32)
     owner = np.array([0, 0])
-    s = aug.fuse(p, owner, q, 0.1, "sum")
+    s = fuse(p, owner, q, 0.1, "sum")
     np.testing.assert_allclose(s[0], 0.9 * p[0] + 0.1 * np.array([4.0, 2.0]), rtol=1e-6)
-    m = aug.fuse(p, owner, q, 0.1, "mean")
+    m = fuse(p, owner, q, 0.1, "mean")
     np.testing.assert_allclose(m[0], 0.9 * p[0] + 0.1 * np.array([2.0, 1.0]), rtol=1e-6)
     # passage 1 has no generated queries: it keeps E(p) unscaled in both forms
     np.testing.assert_array_equal(s[1], p[1])
     np.testing.assert_array_equal(m[1], p[1])
-    r = aug.fuse(p, owner, q, 0.1, "mean", renormalize=True)
+    r = fuse(p, owner, q, 0.1, "mean", renormalize=True)
     np.testing.assert_allclose(np.linalg.norm(r, axis=1), 1.0, rtol=1e-6)
 
 
@@ -59,8 +63,8 @@ def test_sum_fusion_lets_the_query_count_decide_and_mean_does_not() -> None:
     q = np.tile(np.array([[1.0, 0.0]], np.float32), (6, 1))  # identical queries, 5 for d0 and 1 for d1
     owner = np.array([0, 0, 0, 0, 0, 1])
     query = np.array([1.0, 0.0], np.float32)
-    s = aug.fuse(p, owner, q, 0.1, "sum") @ query
-    m = aug.fuse(p, owner, q, 0.1, "mean") @ query
+    s = fuse(p, owner, q, 0.1, "sum") @ query
+    m = fuse(p, owner, q, 0.1, "mean") @ query
     assert s[0] > s[1]
     assert m[0] == pytest.approx(m[1])
 
@@ -68,21 +72,31 @@ def test_sum_fusion_lets_the_query_count_decide_and_mean_does_not() -> None:
 @pytest.mark.parametrize("mode", ["sum", "mean"])
 def test_augment_streams_shards_and_matches_the_formula(tmp_path, mode) -> None:
     pids, pvec, qids, qvec = _stores(tmp_path)
-    out = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.3, mode=mode,
-                      chunk_size=2, progress=False)
+    out = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.3, mode=mode),
+                  chunk_size=2, progress=False)
     ids, emb = load_embeddings(out)
     assert ids == pids
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.3, mode), rtol=1e-5)
 
 
-def test_language_restriction_and_passages_without_queries(tmp_path) -> None:
+@pytest.mark.parametrize("langs", [["ja"], [" JA "], ["ja-JP", "ja"]])
+def test_language_restriction_and_passages_without_queries(tmp_path, langs: list[str]) -> None:
+    """Codes are normalised: a mixed-case or padded code once fused nothing."""
     per_doc = {"d0": [("de", 0), ("ja", 0)], "d2": [("ja", 0), ("ja", 1)], "d3": [("de", 0)]}
     pids, pvec, qids, qvec = _stores(tmp_path, n_pass=5, per_doc=per_doc)
-    out = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.5, mode="mean",
-                      langs=["ja"], progress=False)
+    out = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a",
+                  FusionSettings(alpha=0.5, mode="mean", langs=langs), progress=False)
     _, emb = load_embeddings(out)
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.5, "mean", {"ja"}), rtol=1e-5)
     np.testing.assert_array_equal(emb[3], pvec[3])  # only a German query: untouched under --langs ja
+    assert json.loads((out / "meta.json").read_text())["params"]["langs"] == ["ja"]
+
+
+def test_fusion_settings_refuse_bad_values() -> None:
+    with pytest.raises(ValidationError, match="alpha"):
+        FusionSettings(alpha=1.5)
+    with pytest.raises(XdrError, match="unknown language code 'jp'"):
+        FusionSettings(langs=["jp"])
 
 
 def test_queries_out_of_corpus_order_are_refused(tmp_path) -> None:
@@ -91,7 +105,7 @@ def test_queries_out_of_corpus_order_are_refused(tmp_path) -> None:
     qids = [generated_query_id("d1", "de", 0), generated_query_id("d0", "de", 0)]
     write_embeddings(qids, rng.normal(size=(2, 3)), SPEC, tmp_path / "q", kind="query", progress=False)
     with pytest.raises(XdrError, match="corpus order"):
-        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
 
 
 def test_another_models_queries_are_refused(tmp_path) -> None:
@@ -101,13 +115,13 @@ def test_another_models_queries_are_refused(tmp_path) -> None:
     write_embeddings([generated_query_id("d0", "de", 0)], rng.normal(size=(1, 3)), other, tmp_path / "q",
                      kind="query", progress=False)
     with pytest.raises(MismatchError, match="another model"):
-        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False)
 
 
 def test_resume_after_a_kill_keeps_finished_shards(tmp_path, monkeypatch) -> None:
     pids, pvec, qids, qvec = _stores(tmp_path, n_pass=8, shard_size=3)
     calls = {"n": 0}
-    real = aug.fuse
+    real = fuse
 
     def dying(*a, **k):
         calls["n"] += 1
@@ -115,18 +129,21 @@ def test_resume_after_a_kill_keeps_finished_shards(tmp_path, monkeypatch) -> Non
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(aug, "fuse", dying)
+    monkeypatch.setattr(importlib.import_module("xdr.augment"), "fuse", dying)  # the module, not xdr.augment()
     with pytest.raises(KeyboardInterrupt):
-        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.2, mode="mean", progress=False)
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.2, mode="mean"),
+                    progress=False)
     assert (tmp_path / "a" / "part-00000.npy").exists() and not (tmp_path / "a" / "part-00001.npy").exists()
     calls["n"] = -100  # the rerun must not die, and must not fuse shard 0 again
-    aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.2, mode="mean", progress=False)
+    augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.2, mode="mean"),
+                    progress=False)
     assert calls["n"] == -100 + 2  # shards 1 and 2 only
     ids, emb = load_embeddings(tmp_path / "a")
     assert ids == pids
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.2, "mean"), rtol=1e-5)
     with pytest.raises(MismatchError):
-        aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", alpha=0.3, mode="mean", progress=False)
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.3, mode="mean"),
+                    progress=False)
 
 
 def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_path) -> None:
@@ -142,9 +159,10 @@ def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_p
     encode_passages(passages, enc, tmp_path / "p", shard_size=4, progress=False)
     run_generation(passages, FakeGenerator(), tmp_path / "gen", langs=["de", "ja"], n=3, filters=None)
     encode_queries(generated_as_queries(tmp_path / "gen"), enc, tmp_path / "q", progress=False)
-    stored = aug.augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", alpha=0.2, mode="mean", progress=False)
+    stored = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", FusionSettings(alpha=0.2, mode="mean"),
+                         progress=False)
     enc.calls.clear()
-    direct = aug.augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", alpha=0.2, mode="mean",
+    direct = augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", FusionSettings(alpha=0.2, mode="mean"),
                          encoder=enc, progress=False)
     assert {kind for kind, _ in enc.calls} == {"query"} and len(enc.texts) == 9 * 2 * 3
     np.testing.assert_allclose(load_embeddings(direct)[1], load_embeddings(stored)[1], rtol=1e-6)

@@ -21,8 +21,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from xdr import __version__
 from xdr.errors import MismatchError, XdrError
+from xdr.version import __version__
 
 META = "meta.json"
 DONE = "_DONE"

@@ -16,11 +16,12 @@ run resumes at the first missing shard.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from xdr.artifacts import Stage, open_artifact
 from xdr.config import ModelSpec
@@ -33,6 +34,26 @@ from xdr.models.encoder import Encoder
 from xdr.progress import row_progress
 
 Fusion = Literal["sum", "mean"]
+
+
+class FusionSettings(BaseModel):
+    """How generated queries are folded into a passage vector; recorded in the augment artifact's meta.
+
+    The defaults are the xQG paper's (sum at alpha 0.01); ``docs/results/xqg.md`` measures mean fusion
+    with re-normalisation as the form that survives uneven query counts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alpha: float = Field(default=0.01, ge=0.0, le=1.0, description="weight of the generated queries")
+    mode: Fusion = "sum"
+    langs: tuple[str, ...] | None = Field(default=None, description="fold in only queries in these languages")
+    renormalize: bool = False
+
+    @field_validator("langs")
+    @classmethod
+    def _codes(cls, langs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if langs is None else tuple(sorted({normalize_lang(x) for x in langs}))
 EMBEDDING_INPUTS = (Stage.ENCODE,)  # generated queries encoded by `xdr encode --kind generated`
 
 
@@ -130,13 +151,10 @@ def augment(
     passage_dir: str | Path,
     query_dir: str | Path,
     out_dir: str | Path,
+    fusion: FusionSettings | None = None,
     *,
     encoder: TextEncoder | None = None,
     device: str | None = None,
-    alpha: float = 0.01,
-    mode: Fusion = "sum",
-    langs: Iterable[str] | None = None,
-    renormalize: bool = False,
     chunk_size: int = 2048,
     progress: bool = True,
 ) -> Path:
@@ -146,12 +164,11 @@ def augment(
     generated`, worth it for alpha sweeps) or the generate artifact itself, whose queries are then
     encoded on the fly and never stored (630M queries x 768 floats would be 1.9 TB): by ``encoder``, or
     by the passages' model (on ``device``) as a query encoder with the generated-query max length, as in
-    xQG. ``langs`` keeps only queries generated in those languages (codes are normalised, so ``DE`` is
-    ``de``). Mixing vector spaces is refused.
+    xQG. Mixing vector spaces is refused.
     """
     pdir, qdir, out = Path(passage_dir), Path(query_dir), Path(out_dir)
-    if not 0.0 <= alpha <= 1.0:
-        raise XdrError(f"alpha must be in [0, 1], got {alpha}")
+    fusion = fusion or FusionSettings()
+    alpha, mode, renormalize = fusion.alpha, fusion.mode, fusion.renormalize
     pmeta = embeddings_meta(pdir)
     qmeta = open_artifact(qdir, Stage.GENERATE, *EMBEDDING_INPUTS, what="generated queries or their embeddings")
     pspec = ModelSpec(**pmeta["params"]["model"])
@@ -169,7 +186,7 @@ def augment(
                            "encoded as queries (`xdr encode GENERATED --kind generated`)")
         cursor = _QueryCursor(iter_shards(qdir))
         query_source = {"embeddings": str(qdir.resolve()), "source": qmeta["params"].get("source")}
-    keep = None if langs is None else sorted({normalize_lang(x) for x in langs})
+    keep = None if fusion.langs is None else list(fusion.langs)
     params = store_params(
         pspec, "passage", pmeta["params"]["dim"], pmeta["params"]["shard_size"],
         normalized=renormalize or (pspec.normalize and alpha == 0.0),
