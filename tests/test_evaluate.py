@@ -148,3 +148,27 @@ def test_comparison_table_shows_difference_and_both_holm_p_values():
     assert "0.0 (+0.0; t 1.000, W 1.000)" in rows["ja"]
     assert "50.0 (+50.0;" in rows["**avg**"]
     assert "corrected over all 3 cells" in table
+
+
+def test_a_score_dict_is_ranked_by_score_not_by_key_order() -> None:
+    """{docid: score} with keys in docid order once ranked d0 first although it scored lowest."""
+    queries = [Query("q", "de", "?")]
+    qrels = {"q": {"d9": 1}}
+    by_score = {"q": {"d0": 0.1, "d1": 0.2, "d9": 0.9}}  # keys sorted by docid, best last
+    report = evaluate(by_score, queries, qrels=qrels, measures=["RR@10", "nDCG@10"])
+    assert report.macro["RR@10"] == pytest.approx(100.0)
+    assert report.macro["nDCG@10"] == pytest.approx(100.0)
+    # ties by docid, as TREC files are written: d1 before d2 at equal scores
+    tie = evaluate({"q": {"d2": 0.5, "d1": 0.5}}, queries, qrels={"q": {"d1": 1}}, measures=["RR@10"])
+    assert tie.macro["RR@10"] == pytest.approx(100.0)
+
+
+def test_evaluate_accepts_the_run_that_search_returns() -> None:
+    from xdr.data.runs import Run
+
+    queries = [Query("q1", "de", "?"), Query("q2", "el", "?")]
+    run = Run({"q1": [("d1", 0.9), ("d2", 0.5)], "q2": [("d3", 0.8), ("d2", 0.7)]})
+    report = evaluate(run, queries, qrels={"q1": {"d2": 1}, "q2": {"d3": 1}}, measures=["RR@10"])
+    assert report.macro["RR@10"] == pytest.approx((50.0 + 100.0) / 2)
+    assert report.macro["RR@10"] == evaluate(run.scores(), queries, qrels={"q1": {"d2": 1}, "q2": {"d3": 1}},
+                                             measures=["RR@10"]).macro["RR@10"]

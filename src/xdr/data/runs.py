@@ -48,6 +48,32 @@ class Run:
         return Run({qid: ranked[:k] for qid, ranked in self.hits.items()}, self.tag)
 
 
+def to_ranking(run: Run | RunScores | Ranking) -> dict[str, list[str]]:
+    """Ranked docids per query from any run shape: a :class:`Run`, ``{qid: {docid: score}}`` ranked by
+    score (ties by docid, the rule TREC files are written with), or ``{qid: [docid, ...]}`` as given.
+
+    Key order of a score dict never decides the ranking: ``{"d2": 0.1, "d1": 0.9}`` ranks d1 first.
+    """
+    if isinstance(run, Run):
+        return {qid: [d for d, _ in ranked] for qid, ranked in run.hits.items()}
+    out: dict[str, list[str]] = {}
+    for qid, docs in run.items():
+        if isinstance(docs, Mapping):
+            out[qid] = [d for d, _ in sorted(docs.items(), key=lambda item: (-float(item[1]), item[0]))]
+        elif isinstance(docs, str):
+            raise XdrError(f"query {qid!r}: expected ranked doc ids or {{docid: score}}, got a string")
+        else:
+            out[qid] = [d if isinstance(d, str) else _hit_docid(qid, d) for d in docs]
+    return out
+
+
+def _hit_docid(qid: str, hit: object) -> str:
+    """The docid of a ``(docid, score)`` pair, as ``Run.hits`` holds them."""
+    if isinstance(hit, tuple) and len(hit) == 2 and isinstance(hit[0], str):
+        return hit[0]
+    raise XdrError(f"query {qid!r}: a ranked entry must be a doc id or a (docid, score) pair, not {hit!r}")
+
+
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
     """query id -> {doc id: score}; ranks are checked to be integers, but scores decide the order."""
     run: dict[str, dict[str, float]] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xdr.data import lookup_texts, read_passages, read_qrels, read_queries, read_run, read_xor_submission
+from xdr.data.runs import Ranking, Run, RunScores, to_ranking
 from xdr.data.schema import Query
 from xdr.errors import XdrError
 from xdr.evaluate.measures import DEFAULT_MEASURES, per_query_measures, ranking_to_run
@@ -33,7 +34,7 @@ __all__ = [
 
 
 def evaluate(
-    run: Mapping[str, Sequence[str]],
+    run: Run | RunScores | Ranking,
     queries: Iterable[Query],
     *,
     qrels: Mapping[str, Mapping[str, int]] | None = None,
@@ -43,13 +44,17 @@ def evaluate(
     name: str = "system",
     workers: int = 1,
 ) -> Report:
-    """Score a run (ranked doc ids per query id) on ``queries``; the queries define the evaluation set.
+    """Score a run on ``queries``; the queries define the evaluation set.
+
+    ``run`` is what :func:`xdr.search` returns, ``{qid: {docid: score}}`` (ranked by score) or
+    ``{qid: [docid, ...]}`` (ranked as listed).
 
     R@kt needs ``passages`` (doc id -> the text the official scorer would tokenize) and defaults to
     R@2kt and R@5kt; ir-measures metrics need ``qrels`` and default to nDCG@10, RR@10, R@1, R@100. Only
     judged queries (those in ``qrels``) get ir-measures scores; a query the run lacks scores 0 everywhere.
     ``workers`` processes tokenize passages for R@kt.
     """
+    run = to_ranking(run)
     queries = list(queries)
     langs: dict[str, str] = {}
     for q in queries:
@@ -130,7 +135,7 @@ def evaluate_files(
     else:
         if not trec.exists():
             raise XdrError(f"{run_path}: no run.trec here; give the directory `xdr search --out` wrote")
-        ranked = {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in read_run(trec).items()}
+        ranked = to_ranking(read_run(trec))
         if corpus_path is not None:
             needed = {d for docs in ranked.values() for d in docs}
             passages = lookup_texts(read_passages(corpus_path), needed)
