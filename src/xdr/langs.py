@@ -28,7 +28,6 @@ LANGUAGES: dict[str, str] = {
     "yi": "Yiddish", "yo": "Yoruba", "zh": "Chinese", "zu": "Zulu",
 }
 
-XOR_LANGS: tuple[str, ...] = ("ar", "bn", "fi", "ja", "ko", "ru", "te")
 XQUAD_R_DEV_LANGS: tuple[str, ...] = ("de", "el", "es", "hi", "tr", "vi")
 
 
@@ -38,6 +37,26 @@ def normalize_lang(code: str) -> str:
     if c not in LANGUAGES:
         raise XdrError(f"unknown language code {code!r}; expected an ISO 639-1 code such as 'ar', 'ja', 'te'")
     return c
+
+
+def parse_langs(csv: str | None, option: str = "--langs") -> list[str] | None:
+    """A comma-separated language list, normalised and de-duplicated in order; None when not given.
+
+    Every command that takes a language list parses it here, so ``" DE , el"`` and ``de-DE,el`` mean the
+    same everywhere, and a typo or an empty list fails before any work starts, naming ``option``.
+    """
+    if csv is None:
+        return None
+    codes: list[str] = []
+    for part in csv.split(","):
+        if part.strip():
+            try:
+                codes.append(normalize_lang(part.strip()))
+            except XdrError as e:
+                raise XdrError(f"{option}: {e}") from None
+    if not codes:
+        raise XdrError(f"{option}: no language codes in {csv!r}")
+    return list(dict.fromkeys(codes))
 
 
 def language_name(code: str) -> str:

@@ -17,6 +17,7 @@ from xdr.generate.base import Generator, passage_seed, row_seed
 from xdr.generate.filters import FilterSettings, filter_outputs
 from xdr.generate.ingest import RELEASED, ingest_xqg, read_released
 from xdr.generate.prompts import Exemplar, load_exemplars, parse_answer
+from xdr.generate.registry import generator_kinds, make_generator, register_generator
 from xdr.generate.run import run_generation
 from xdr.generate.stats import generation_stats, stats_markdown
 
@@ -68,14 +69,17 @@ __all__ = [
     "Source",
     "filter_outputs",
     "generation_stats",
+    "generator_kinds",
     "ingest_xqg",
     "load_exemplars",
+    "make_generator",
     "parse_answer",
     "passage_seed",
     "read_generated",
     "read_released",
     "read_source",
     "refilter",
+    "register_generator",
     "row_seed",
     "run_generation",
     "seq2seq_prompt",

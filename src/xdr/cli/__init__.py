@@ -1,0 +1,47 @@
+"""The `xdr` command: one thin sub-command per pipeline stage.
+
+Each command parses options, calls the stage's Python API and prints; the work lives in the stages so
+that tests and notebooks use exactly what the CLI uses. One module per command group; command modules
+import their stage inside the command function, so `xdr --help` stays fast (no torch).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
+from xdr.errors import XdrError
+
+app = typer.Typer(
+    help="Cross-lingual dense retrieval: encode, index, search and evaluate.\n\n"
+    "Example: xdr encode corpus.jsonl --model me5-small --out emb && xdr index emb --out idx",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+# Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
+for stage in (encode, train, augment, index, search, evaluate, reproduce):
+    app.add_typer(stage.app)
+app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
+app.add_typer(generate.app, name="generate")
+
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # xdr shows its own progress; weight-loading bars are noise
+    try:
+        app()
+    except XdrError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: completed shards are kept; run the same command again to resume")
+        sys.exit(130)

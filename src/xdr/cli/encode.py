@@ -1,0 +1,71 @@
+"""`xdr encode`: passages, queries or generated queries into sharded embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xdr.cli.options import (
+    BatchOpt,
+    DeviceOpt,
+    DTypeOpt,
+    ModelOpt,
+    NormalizeOpt,
+    PLenOpt,
+    PoolingOpt,
+    PPrefixOpt,
+    QLenOpt,
+    QPrefixOpt,
+    model_spec,
+    out,
+)
+from xdr.errors import XdrError
+
+app = typer.Typer()
+
+
+@app.command(
+    "encode", epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb"
+)
+def encode_cmd(
+    source: Annotated[Path, typer.Argument(help="corpus (or queries with --kind query)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="embedding directory (resumable)")],
+    model: ModelOpt = "me5-small",
+    kind: Annotated[str, typer.Option(help="passage, query, or generated (a `xdr generate` dir)")] = "passage",
+    fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+    shard_size: Annotated[int, typer.Option(help="rows per output shard")] = 100_000,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = None,
+    pooling: PoolingOpt = None,
+    normalize: NormalizeOpt = None,
+    query_prefix: QPrefixOpt = None,
+    passage_prefix: PPrefixOpt = None,
+    query_max_length: QLenOpt = None,
+    passage_max_length: PLenOpt = None,
+    dtype: DTypeOpt = None,
+) -> None:
+    """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
+    from xdr.augment import generated_as_queries
+    from xdr.data import read_passages, read_queries
+    from xdr.encode import encode_passages, encode_queries
+    from xdr.models.encoder import Encoder
+
+    spec = model_spec(
+        model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
+        query_max_length=query_max_length, passage_max_length=passage_max_length, dtype=dtype,
+    )
+    if kind == "generated" and query_max_length is None:
+        spec = spec.model_copy(update={"query_max_length": 32})  # xQG encodes generated queries at 32
+    encoder = Encoder.load(spec, device=device)
+    options = {"shard_size": shard_size, "batch_size": batch_size, "source": source}
+    if kind == "passage":
+        path = encode_passages(read_passages(source, format=fmt), encoder, out_dir, **options)
+    elif kind == "query":
+        path = encode_queries(read_queries(source, format=fmt), encoder, out_dir, **options)
+    elif kind == "generated":
+        path = encode_queries(generated_as_queries(source), encoder, out_dir, **options)
+    else:
+        raise XdrError(f"--kind must be passage, query or generated, not {kind!r}")
+    out.print(f"embeddings: {path}")

