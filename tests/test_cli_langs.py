@@ -6,6 +6,7 @@ these tests check the wiring without loading a model.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,17 +51,24 @@ COMMANDS: dict[str, tuple[list[str], str, str, list[str], Callable[[Called], Any
                         "xdr.generate.ingest_xqg", [], _langs_kw),
     "synthesize": (["synthesize", CORPUS, "--out", "o", "--sample-size", "1"], "--langs",
                    "xdr.train.synth.synthesize_pairs", ["xdr.generate.make_generator"], _langs_kw),
-    "augment": (["augment", "emb", "gen", "--out", "o"], "--langs", "xdr.augment.augment", [], _langs_kw),
+    "augment": (["augment", "emb", "gen", "--out", "o"], "--langs", "xdr.augment.augment", [],
+                lambda c: list(c.args_[3].langs)),
     "train": (["train", "--out", "o", "--train", "t.json", "--dev-xquad-r", "xq"], "--dev-langs",
               "xdr.data.squad.read_xquad_r", [], lambda c: c.args_[1]),
 }
 
 
+def _patch(monkeypatch: pytest.MonkeyPatch, target: str, value: Any) -> None:
+    """Patch ``module.attr`` on the module itself (``xdr.augment`` is also the name of a function)."""
+    module, attr = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), attr, value)
+
+
 def _invoke(monkeypatch: pytest.MonkeyPatch, name: str, extra: list[str]) -> Called:
     argv, _, target, dummies, _ = COMMANDS[name]
-    monkeypatch.setattr(target, _stop)
+    _patch(monkeypatch, target, _stop)
     for dummy in dummies:
-        monkeypatch.setattr(dummy, lambda *a, **k: object())
+        _patch(monkeypatch, dummy, lambda *a, **k: object())
     result = runner.invoke(app, [*argv, *extra])
     assert isinstance(result.exception, Called), (result.output, result.exception)
     return result.exception
@@ -82,7 +90,7 @@ def test_unknown_language_is_one_line_and_exit_2(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv, option, target, _, _ = COMMANDS[name]
-    monkeypatch.setattr(target, _stop)  # never reached: the list is refused before any work
+    _patch(monkeypatch, target, _stop)  # never reached: the list is refused before any work
     monkeypatch.setattr(sys, "argv", ["xdr", *argv, option, "de, jp"])
     with pytest.raises(SystemExit) as exit_:
         main()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from xdr.errors import MismatchError
 
 Pooling = Literal["cls", "mean"]
+DEFAULT_BETA = 0.5  # max-sim weight of the best generated query, chosen in docs/results/maxsim.md
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 

@@ -30,9 +30,8 @@ def augment_cmd(
 ) -> None:
     """Fold generated queries into passage embeddings offline, so query latency does not change."""
     codes = parse_langs(langs)
-    from xdr.augment import augment
+    from xdr.augment import FusionSettings, augment
 
-    path = augment(
-        passages, queries, out_dir, alpha=alpha, mode=mode, langs=codes, renormalize=renormalize, device=device,
-    )
+    fusion = FusionSettings(alpha=alpha, mode=mode, langs=codes, renormalize=renormalize)
+    path = augment(passages, queries, out_dir, fusion, device=device)
     out.print(f"augmented embeddings: {path}")

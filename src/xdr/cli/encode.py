@@ -47,9 +47,9 @@ def encode_cmd(
     dtype: DTypeOpt = None,
 ) -> None:
     """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
-    from xdr.augment import generated_as_queries
     from xdr.data import read_passages, read_queries
     from xdr.encode import encode_passages, encode_queries
+    from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries
     from xdr.models.encoder import Encoder
 
     spec = model_spec(
@@ -57,7 +57,7 @@ def encode_cmd(
         query_max_length=query_max_length, passage_max_length=passage_max_length, dtype=dtype,
     )
     if kind == "generated" and query_max_length is None:
-        spec = spec.model_copy(update={"query_max_length": 32})  # xQG encodes generated queries at 32
+        spec = spec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
     encoder = Encoder.load(spec, device=device)
     options = {"shard_size": shard_size, "batch_size": batch_size, "source": source}
     if kind == "passage":

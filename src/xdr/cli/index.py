@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from xdr.cli.options import out
+from xdr.config import DEFAULT_BETA
 
 app = typer.Typer()
 
@@ -24,10 +25,10 @@ def maxsim_store_cmd(
     pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8)")] = None,
 ) -> None:
     """Compress generated-query vectors into a memory-mapped store for max-sim re-ranking."""
-    from xdr.maxsim import build_store, store_info
+    from xdr.maxsim import build_vector_store, vector_store_info
 
-    path = build_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m)
-    info = store_info(path)
+    path = build_vector_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m)
+    info = vector_store_info(path)
     out.print(f"store: {path} ({info['passages']} passages, {info['vectors']} vectors, "
               f"{info['duplicates_dropped']} duplicates dropped, {info['bytes_per_vector']} bytes/vector)")
 
@@ -44,7 +45,8 @@ def index_cmd(
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="build on the GPU when FAISS has one")] = True,
     with_generated: Annotated[Path | None, typer.Option(
         help="a `xdr maxsim-store`: index its vectors too, grouped back into passages")] = None,
-    beta: Annotated[float, typer.Option(help="multi-vector score: s + beta * max over generated queries")] = 0.5,
+    beta: Annotated[float, typer.Option(
+        help="multi-vector score: s + beta * max over generated queries")] = DEFAULT_BETA,
 ) -> None:
     """Build a FAISS inner-product index over encoded passages (and their generated queries)."""
     from xdr.index import build_index

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from xdr.cli.options import BatchOpt, DeviceOpt, QLenOpt, QPrefixOpt, model_spec, out
+from xdr.config import DEFAULT_BETA
 from xdr.errors import XdrError
 
 app = typer.Typer()
@@ -34,14 +35,15 @@ def search_cmd(
     rerank: Annotated[str | None, typer.Option(help="maxsim: re-score candidates with --store")] = None,
     store: Annotated[Path | None, typer.Option(help="a `xdr maxsim-store` for --rerank maxsim")] = None,
     rerank_k: Annotated[int, typer.Option(help="first-stage candidates re-ranked")] = 100,
-    beta: Annotated[float | None, typer.Option(help="max-sim weight (default 0.5, or the index's)")] = None,
+    beta: Annotated[float | None, typer.Option(help=f"max-sim weight (default {DEFAULT_BETA}, or the index's)")] = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.data import read_passages, read_queries
+    from xdr.data.runs import write_trec, write_xor_json
     from xdr.index import load_index
-    from xdr.maxsim import search_rerank
+    from xdr.maxsim import MaxSimReranker
     from xdr.models.encoder import Encoder
-    from xdr.search import search, write_trec, write_xor_json
+    from xdr.search import search
 
     if rerank not in (None, "maxsim"):
         raise XdrError(f"--rerank: the one re-ranker is maxsim, not {rerank!r}")
@@ -57,11 +59,10 @@ def search_cmd(
         spec = model_spec(model, **overrides)
     qs = list(read_queries(queries))
     encoder = Encoder.load(spec, device=device)
+    reranker = None
     if store is not None:
-        run = search_rerank(idx, qs, encoder, store, k=k, rerank_k=rerank_k, beta=0.5 if beta is None else beta,
-                            batch_size=batch_size, progress=True)
-    else:
-        run = search(idx, qs, encoder, k=k, batch_size=batch_size, progress=True)
+        reranker = MaxSimReranker(store, beta=DEFAULT_BETA if beta is None else beta, depth=rerank_k)
+    run = search(idx, qs, encoder, k=k, reranker=reranker, batch_size=batch_size, progress=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trec(run, out_dir / "run.trec")
     out.print(f"run: {out_dir / 'run.trec'}")

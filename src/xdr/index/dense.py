@@ -25,11 +25,11 @@ import numpy as np
 import pyarrow as pa
 
 from xdr.artifacts import Stage, atomic_path, is_done, mark_done, open_artifact, start_artifact, update_meta
-from xdr.config import ModelSpec
+from xdr.config import DEFAULT_BETA, ModelSpec
 from xdr.embeddings import embeddings_meta, iter_shards, open_ids, read_ids, training_sample, write_ids
 from xdr.errors import MismatchError, XdrError
 from xdr.index.multivector import OFFSETS_FILE, MultiVector, add_generated
-from xdr.maxsim.store import DEFAULT_BETA, GeneratedVectorStore
+from xdr.maxsim.store import GeneratedVectorStore
 from xdr.progress import row_progress
 
 Metric = Literal["ip", "l2"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from xdr.maxsim.rerank import MaxSimReranker, rerank_maxsim
 from xdr.maxsim.store import (
-    DEFAULT_BETA,
     GeneratedVectorStore,
     build_vector_store,
     docid_keys,
@@ -13,7 +12,6 @@ from xdr.maxsim.store import (
 )
 
 __all__ = [
-    "DEFAULT_BETA",
     "GeneratedVectorStore",
     "MaxSimReranker",
     "build_vector_store",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xdr.config import ModelSpec
+from xdr.config import DEFAULT_BETA, ModelSpec
 from xdr.data.runs import Run
 from xdr.errors import MismatchError, XdrError
-from xdr.maxsim.store import DEFAULT_BETA, GeneratedVectorStore, open_vector_store
+from xdr.maxsim.store import GeneratedVectorStore, open_vector_store
 
 
 def rerank_maxsim(

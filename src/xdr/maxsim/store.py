@@ -59,7 +59,6 @@ from xdr.generate.artifact import split_generated_id
 from xdr.progress import row_progress
 
 STAGE = Stage.MAXSIM_STORE
-DEFAULT_BETA = 0.5  # weight of the max term, chosen in docs/results/maxsim.md
 StoreDType = Literal["float16", "int8", "pq"]
 DTYPES: tuple[str, ...] = ("float16", "int8", "pq")
 PQ_FILE = "pq.faiss"
