@@ -12,18 +12,17 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from xdr.config import ModelSpec
+from xdr.models.base import Kind
 from xdr.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-Kind = Literal["query", "passage"]
 
 
 @dataclass(frozen=True)
