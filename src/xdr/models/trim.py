@@ -57,8 +57,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xdr.artifacts import atomic_path, sha256_file, write_json_atomic
+from xdr.artifacts import atomic_path, write_json_atomic
 from xdr.errors import XdrError
+from xdr.models.weights import (
+    WEIGHT_DESCRIPTIONS,
+    WEIGHTS,
+    fingerprint,
+    is_weight_file,
+    load_weights,
+    save_weights,
+    weights_sha256,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -69,9 +78,6 @@ TRIM_FILE = "trim.json"
 TRIM_FORMAT = 1
 PACK_FORMAT = 1
 PACK_KEY = "xdr_pack"
-WEIGHTS = "model.safetensors"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
-_SKIP_FILES = {"manifest.json", "model.safetensors.index.json"}  # checksums/shards of the *source* weights
 _TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"}
 _FILE_PREFIX = "file:"
 _Q_SUFFIX, _SCALE_SUFFIX = ".q8", ".scale"
@@ -115,24 +121,6 @@ def _source_layout(model_dir: Path) -> None:
         if not (model_dir / need).is_file():
             raise XdrError(f"{model_dir}: no {need}; trimming needs a transformers model with a fast "
                            "tokenizer (tokenizer.json)")
-
-
-def _load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    import torch
-    from safetensors.torch import load_file
-
-    if (model_dir / WEIGHTS).is_file():
-        return load_file(str(model_dir / WEIGHTS))
-    if (model_dir / "pytorch_model.bin").is_file():
-        return torch.load(model_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise XdrError(f"{model_dir}: no {WEIGHTS} or pytorch_model.bin (sharded checkpoints are not supported)")
-
-
-def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
 
 
 def _vocab_list(model: dict[str, Any]) -> list[str]:
@@ -263,7 +251,7 @@ def trim_model(
     old_rows = int(config.get("vocab_size") or len(old_pieces))
     if kept[-1] >= old_rows:
         raise XdrError(f"{src}: tokenizer id {kept[-1]} is beyond the model's vocab_size {old_rows}")
-    weights = _load_weights(src)
+    weights = load_weights(src)
     import torch
 
     rows = torch.tensor(kept, dtype=torch.long)
@@ -283,13 +271,13 @@ def trim_model(
         new_tok = _trim_tokenizer_json(tok_json, kept, old_pieces)
         (tmp / "tokenizer.json").write_text(json.dumps(new_tok, ensure_ascii=False), encoding="utf-8")
         _write_tokenizer_side_files(src, tmp, kept, old_pieces, new_id)
-        _save_weights(trimmed, tmp / WEIGHTS)
+        save_weights(trimmed, tmp / WEIGHTS)
         write_json_atomic(tmp / TRIM_FILE, {
             "format": TRIM_FORMAT,
             "source": {
                 "path": str(src.resolve()),
-                "fingerprint": _fingerprint(src),
-                "weights_sha256": _weights_sha256(src),
+                "fingerprint": fingerprint(src),
+                "weights_sha256": weights_sha256(src),
                 "vocab_size": old_rows,
                 "tokenizer_pieces": len(old_pieces),
             },
@@ -313,8 +301,8 @@ def _copy_other_files(src: Path, dst: Path) -> None:
         if not p.is_file() or rel.parts[0].startswith("."):
             continue
         if len(rel.parts) == 1 and (
-            p.name in _SKIP_FILES | _TOKENIZER_FILES | {TRIM_FILE, "config.json"}
-            or p.name.endswith(_WEIGHT_SUFFIXES) or p.suffix == ".model"
+            p.name in WEIGHT_DESCRIPTIONS | _TOKENIZER_FILES | {TRIM_FILE, "config.json"}
+            or is_weight_file(p.name) or p.suffix == ".model"
         ):
             continue
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -339,19 +327,6 @@ def _write_tokenizer_side_files(
         (dst / "vocab.txt").write_text("".join(old_pieces[i] + "\n" for i in kept), encoding="utf-8")
 
 
-def _fingerprint(d: Path) -> str:
-    from xdr.models.registry import _local_fingerprint
-
-    return _local_fingerprint(d)
-
-
-def _weights_sha256(d: Path) -> str | None:
-    for name in (WEIGHTS, "pytorch_model.bin"):
-        if (d / name).is_file():
-            return sha256_file(d / name)
-    return None
-
-
 def read_trim(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / TRIM_FILE
     if not path.exists():
@@ -371,10 +346,10 @@ def untrim_model(
     trimmed, src, out = Path(trimmed_dir), Path(source_dir), Path(out_dir)
     info = read_trim(trim_info if trim_info is not None else trimmed)
     _source_layout(src)
-    if _fingerprint(src) != info["source"]["fingerprint"]:
+    if fingerprint(src) != info["source"]["fingerprint"]:
         raise XdrError(f"{src}: is not the model {info['source']['path']} was trimmed from (fingerprint differs)")
     _require_empty(out)  # before the slow part
-    full, small = _load_weights(src), _load_weights(trimmed)
+    full, small = load_weights(src), load_weights(trimmed)
     if full.keys() != small.keys():
         raise XdrError(f"{trimmed}: weights {sorted(full.keys() ^ small.keys())[:3]} are in only one of it "
                        f"and {src}")
@@ -394,7 +369,7 @@ def untrim_model(
         for name in sorted(_TOKENIZER_FILES | {"config.json"}):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
-        _save_weights(merged, tmp / WEIGHTS)
+        save_weights(merged, tmp / WEIGHTS)
     log.info("untrimmed %s onto %s's %d rows into %s", trimmed, src, info["source"]["vocab_size"], out)
     return out
 
@@ -416,7 +391,7 @@ def rebuilt_sha256(model_dir: str | Path) -> str:
     directories with equal hashes hold bit-identical weights.
     """
     h = hashlib.sha256()
-    weights = _load_weights(Path(model_dir))
+    weights = load_weights(Path(model_dir))
     for name in sorted(weights):
         _tensor_digest(h, name, weights[name])
     return h.hexdigest()
@@ -476,7 +451,7 @@ def pack_model(
     src = Path(model_dir)
     if not (src / "config.json").is_file():
         raise XdrError(f"{src}: no config.json; not a transformers model directory")
-    weights = _load_weights(src)
+    weights = load_weights(src)
     vocab = json.loads((src / "config.json").read_text(encoding="utf-8")).get("vocab_size")
     packed: dict[str, torch.Tensor] = {}
     tensors: dict[str, dict[str, str]] = {}
@@ -497,8 +472,8 @@ def pack_model(
     files = {}
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
-        if (not p.is_file() or rel.parts[0].startswith(".") or p.name.endswith(_WEIGHT_SUFFIXES)
-                or p.name in _SKIP_FILES):
+        if (not p.is_file() or rel.parts[0].startswith(".") or is_weight_file(p.name)
+                or p.name in WEIGHT_DESCRIPTIONS):
             continue
         data = p.read_bytes()
         files[rel.as_posix()] = hashlib.sha256(data).hexdigest()
@@ -550,7 +525,7 @@ def unpack_model(file: str | Path, out_dir: str | Path, *, verify: bool = True) 
                 raise XdrError(f"{file}: {rel} does not match its recorded sha256 (pack corrupted)")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
-        _save_weights(rebuilt, tmp / WEIGHTS)
+        save_weights(rebuilt, tmp / WEIGHTS)
         if verify:
             got = rebuilt_sha256(tmp)
             if got != info["rebuilt_sha256"]:
