@@ -1,4 +1,4 @@
-"""Vocabulary trimming and the int8 transport form (xdr.models.trim)."""
+"""Vocabulary trimming (xdr.models.trim) and the int8 transport form (xdr.models.pack)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def _xquad_texts() -> tuple[list[str], list[str], dict[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def me5_trimmed(me5_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from xdr.models.trim import pack_model, trim_model
+    from xdr.models.pack import pack_model
+    from xdr.models.trim import trim_model
 
     texts, passages, questions = _xquad_texts()
     root = tmp_path_factory.mktemp("me5trim")
@@ -211,7 +212,7 @@ def test_me5_pack_size(me5_trimmed, capsys: pytest.CaptureFixture) -> None:
 
 
 def test_me5_unpack_deterministic_and_close(me5_trimmed, me5_reference, tmp_path: Path, capsys) -> None:
-    from xdr.models.trim import pack_model, read_pack_info, rebuilt_sha256, unpack_model
+    from xdr.models.pack import pack_model, read_pack_info, rebuilt_sha256, unpack_model
 
     trimmed, pack, _, _ = me5_trimmed
     a = unpack_model(pack, tmp_path / "a")
@@ -234,7 +235,7 @@ def test_me5_unpack_deterministic_and_close(me5_trimmed, me5_reference, tmp_path
 def test_unpack_refuses_tampered_pack(tiny_trimmed: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from xdr.models.trim import PACK_KEY, pack_model, read_pack_info, unpack_model
+    from xdr.models.pack import PACK_KEY, pack_model, read_pack_info, unpack_model
 
     pack = pack_model(tiny_trimmed, tmp_path / "t.xdrpack", other="int8")
     unpack_model(pack, tmp_path / "ok")
@@ -245,6 +246,7 @@ def test_unpack_refuses_tampered_pack(tiny_trimmed: Path, tmp_path: Path) -> Non
     save_file(tensors, str(tmp_path / "bad.xdrpack"), metadata={PACK_KEY: json.dumps(info)})
     with pytest.raises(XdrError, match="rebuilt weights hash"):
         unpack_model(tmp_path / "bad.xdrpack", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_me5_uncovered_text(me5_dir: Path, tmp_path: Path) -> None:
@@ -273,3 +275,21 @@ def test_me5_uncovered_text(me5_dir: Path, tmp_path: Path) -> None:
     ids = small.tokenize(["北京 the"], "query")[0]
     assert unk in ids and max(ids) < small.model.config.vocab_size
     assert small.encode(["北京 the"], "query").shape == (1, small.dim)
+
+
+def test_failed_write_leaves_no_output_directory(
+    tiny_bert_dir: Path, tiny_trimmed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models are published with atomic_dir: a failure while writing leaves neither ``out`` nor temp dirs."""
+    from xdr.models import trim
+
+    def fail(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trim, "save_weights", fail)
+    with pytest.raises(OSError, match="disk full"):
+        trim.trim_model(tiny_bert_dir, TINY_CORPUS, tmp_path / "t")
+    (tmp_path / "u").mkdir()  # an empty output directory given in advance stays as it was
+    with pytest.raises(OSError, match="disk full"):
+        trim.untrim_model(tiny_trimmed, tiny_bert_dir, tmp_path / "u")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u"] and not any((tmp_path / "u").iterdir())

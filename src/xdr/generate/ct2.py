@@ -20,9 +20,7 @@ Whether CTranslate2 samples deterministically on GPU is not documented; the abov
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import cached_property
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from xdr.artifacts import atomic_dir
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.hf import Sampling
@@ -101,10 +100,8 @@ def convert(model: str, revision: str | None, dest: Path) -> Path:
             loaded.config.tie_word_embeddings = scales_decoder_output(loaded)  # what the T5 converter reads
             return loaded
 
-    partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    Converter(model, revision=revision).convert(str(partial), force=True)
-    partial.rename(dest)
+    with atomic_dir(dest, replace=True) as tmp:  # replaces a copy without model.bin (damaged)
+        Converter(model, revision=revision).convert(str(tmp), force=True)  # force: tmp exists already
     return dest
 
 

@@ -1,18 +1,20 @@
-"""The models stage: offline-built me5-small, the model registry and the batch encoder.
+"""The models stage: offline-built me5-small, the model registry, the text-encoder protocol and the encoder.
 
-``Encoder`` is imported lazily: it pulls in torch (seconds), which registry look-ups do not need.
+``Encoder`` is imported lazily: it pulls in torch (seconds), which registry look-ups and stages that only
+need the :class:`TextEncoder` protocol do not.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from xdr.models.base import Kind, TextEncoder
 from xdr.models.registry import ModelInfo, build, list_models, resolve_spec, verify
 
 if TYPE_CHECKING:
     from xdr.models.encoder import Encoder
 
-__all__ = ["Encoder", "ModelInfo", "build", "list_models", "resolve_spec", "verify"]
+__all__ = ["Encoder", "Kind", "ModelInfo", "TextEncoder", "build", "list_models", "resolve_spec", "verify"]
 
 
 def __getattr__(name: str) -> Any:

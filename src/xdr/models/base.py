@@ -1,4 +1,8 @@
-"""What a model must provide to the stages that encode text: torch-free, so those stages import fast."""
+"""What a text encoder is, without torch: the stages that only call ``encode`` import this, not a model.
+
+:class:`~xdr.models.encoder.Encoder` is the implementation; tests and replayed vectors stand in for it
+through the same protocol.
+"""
 
 from __future__ import annotations
 

