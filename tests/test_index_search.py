@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -111,6 +112,58 @@ def test_empty_slots_are_dropped_from_runs(data: tuple, tmp_path: Path) -> None:
     assert empty.any() and np.isneginf(scores[empty]).all() and np.isfinite(scores[~empty]).all()
     run = search_vectors(index, ["a", "b", "c"], queries[:3], 5000)
     assert [len(run[q]) for q in "abc"] == (~empty).sum(axis=1).tolist()
+
+
+def _recall(found: np.ndarray, exact: np.ndarray, ids: list[str]) -> float:
+    return float(np.mean([len(set(f) & {ids[j] for j in e}) / len(e) for f, e in zip(found, exact, strict=True)]))
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], np.ndarray, np.ndarray]:
+    """Vectors without cluster structure: an IVF list then holds few of a query's neighbours."""
+    rng = np.random.default_rng(3)
+    vecs, queries = unit(rng.normal(size=(3000, DIM))), unit(rng.normal(size=(40, DIM)))
+    ids = [f"doc{i}" for i in range(len(vecs))]
+    return write_embeddings(ids, vecs, SPEC, tmp_path_factory.mktemp("spread"), progress=False), ids, vecs, queries
+
+
+def test_default_nprobe_is_exact_on_a_small_ivf_and_recorded(spread: tuple, tmp_path: Path) -> None:
+    """FAISS's nprobe of 1 found a fraction of the neighbours on an IVF8 index; xdr's default probes all 8."""
+    _, ids, vecs, queries = spread
+    out = build_index(spread[0], tmp_path / "ivf8", "IVF8,Flat", progress=False)
+    exact = exact_top(vecs, queries, 10)
+    faiss_default = load_index(out, nprobe=1)
+    xdr_default = load_index(out)
+    assert xdr_default.settings == {"nprobe": 8} and xdr_default.defaulted == {"nprobe"}
+    assert _recall(xdr_default.search(queries, 10)[1], exact, ids) == 1.0
+    assert _recall(faiss_default.search(queries, 10)[1], exact, ids) < 0.9
+    run = search_vectors(xdr_default, [f"q{i}" for i in range(len(queries))], queries, 10)
+    assert run.settings["nprobe"] == 8 and run.settings["k"] == 10
+    assert load_index(build_index(spread[0], tmp_path / "hnsw", "HNSW16", progress=False)).settings == {
+        "efSearch": 128}
+    with pytest.raises(XdrError, match="exceeds the index's 8 IVF lists"):
+        load_index(out, nprobe=9)
+    with pytest.raises(XdrError, match="positive integer"):
+        load_index(out, nprobe=0)
+
+
+def test_a_default_nprobe_far_from_exact_is_reported(
+    spread: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xdr.errors import XdrWarning
+
+    queries = spread[3]
+    out = build_index(spread[0], tmp_path / "ivf64", "IVF64,Flat", progress=False)
+    monkeypatch.setattr("xdr.index.dense.default_nprobe", lambda nlist: 1)
+    table = {f"t{i}": q for i, q in enumerate(queries)}
+    qs = [Query(f"q{i}", "en", f"t{i}") for i in range(len(queries))]
+    with pytest.warns(XdrWarning, match=r"default nprobe 1 of 64 lists .* raise --nprobe"):
+        search(load_index(out), qs, TableEncoder(table), k=10)
+    index = load_index(out, nprobe=64)  # chosen by the user: no warning, and exhaustive is exact
+    assert index.exact_recall(queries, 10) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search(index, qs, TableEncoder(table), k=10)
 
 
 def test_query_dim_mismatch_names_both_dims(flat: Path) -> None:

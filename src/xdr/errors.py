@@ -25,5 +25,10 @@ class DataError(XdrError):
         self.path, self.line, self.field, self.problem = str(path), line, field, problem
 
 
+class XdrWarning(UserWarning):
+    """A result that is valid but likely not what the user wants (e.g. approximate search far from exact);
+    the CLI prints it as one line."""
+
+
 class MismatchError(XdrError):
     """Two artifacts (or an artifact and a model) that were not made to be used together."""

@@ -7,16 +7,17 @@ the top ``k`` are kept. Runs are written by :mod:`xdr.data.runs` (TREC and XOR-T
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from xdr.config import ModelSpec
 from xdr.data.runs import Run
 from xdr.data.schema import Query
-from xdr.errors import XdrError
+from xdr.errors import XdrError, XdrWarning
 from xdr.index.dense import DenseIndex, load_index
 from xdr.models.base import TextEncoder
 
@@ -34,6 +35,13 @@ class Reranker(Protocol):
         """The run's candidates re-scored, best first; ``query_emb`` in the run's query order."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """The re-ranker's settings, recorded in the run."""
+        ...
+
+
+FAR_FROM_EXACT = 0.9  # recall of the exhaustive top k below which a defaulted nprobe is reported
+
 
 def search_vectors(
     index: DenseIndex, qids: Sequence[str], query_emb: np.ndarray, k: int = 100, *, tag: str = "xdr"
@@ -48,7 +56,19 @@ def search_vectors(
         qid: [(docid, score) for docid, score in zip(row_ids, row_scores, strict=True) if docid is not None]
         for qid, row_ids, row_scores in zip(qids, ids.tolist(), scores.tolist(), strict=True)
     }
-    return Run(hits, tag)
+    return Run(hits, tag, {"index": str(index.path), "k": k, **index.settings})
+
+
+def _warn_if_far_from_exact(index: DenseIndex, query_emb: np.ndarray, k: int) -> None:
+    """Approximate search with a default nprobe can lose much of the exact ranking; say so, with the fix."""
+    if "nprobe" not in index.defaulted:
+        return
+    recall = index.exact_recall(query_emb, k)
+    if recall is not None and recall < FAR_FROM_EXACT:
+        warnings.warn(XdrWarning(
+            f"{index.path}: IVF search with the default nprobe {index.settings['nprobe']} of {index.nlist} lists "
+            f"finds {recall:.0%} of the exhaustive top {k} on a sample of queries; raise --nprobe"
+        ), stacklevel=3)
 
 
 def search(
@@ -78,7 +98,11 @@ def search(
         reranker.check(encoder.spec, dense.metric, str(dense.path))
     emb = encoder.encode([q.text for q in queries], "query", batch_size=batch_size, progress=progress)
     qids = [q.id for q in queries]
+    depth = k if reranker is None else reranker.depth
+    _warn_if_far_from_exact(dense, emb, depth)
+    first = search_vectors(dense, qids, emb, depth, tag=tag)
     if reranker is None:
-        return search_vectors(dense, qids, emb, k, tag=tag)
-    first = search_vectors(dense, qids, emb, reranker.depth, tag=tag)
-    return reranker.rerank(first, emb, encoder.spec).head(k)
+        return first
+    reranked = reranker.rerank(first, emb, encoder.spec)
+    reranked.settings = {**first.settings, "k": k, "rerank": reranker.describe()}
+    return reranked.head(k)

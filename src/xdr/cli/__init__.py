@@ -8,12 +8,14 @@ import their stage inside the command function, so `xdr --help` stays fast (no t
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import TextIO
 
 import typer
 from rich.console import Console
 
 from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
-from xdr.errors import XdrError
+from xdr.errors import XdrError, XdrWarning
 
 app = typer.Typer(
     help="Cross-lingual dense retrieval: encode, index, search and evaluate.\n\n"
@@ -32,11 +34,26 @@ app.add_typer(generate.app, name="generate")
 err = Console(stderr=True)
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """xdr's own warnings as one line on stderr; other libraries' keep their usual form."""
+    if issubclass(category, XdrWarning):
+        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # xdr shows its own progress; weight-loading bars are noise
+    warnings.showwarning = _show_warning
     try:
         app()
     except XdrError as e:

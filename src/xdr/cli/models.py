@@ -64,7 +64,8 @@ def models_trim(
     from itertools import chain
 
     from xdr.data import read_passages, read_queries
-    from xdr.models.trim import pack_model, trim_model
+    from xdr.models.pack import pack_model
+    from xdr.models.trim import trim_model
 
     spec = model_spec(model)
     texts = chain(
@@ -83,7 +84,7 @@ def models_unpack(
     out_dir: Annotated[Path, typer.Option("--out", help="the rebuilt model directory")],
 ) -> None:
     """Rebuild a packed model and prove its weights hash to what the sender rebuilt."""
-    from xdr.models.trim import rebuilt_sha256, unpack_model
+    from xdr.models.pack import rebuilt_sha256, unpack_model
 
     path = unpack_model(packed, out_dir)
     out.print(f"{path}: weights sha256 {rebuilt_sha256(path)} (verified against the pack)")

@@ -36,6 +36,11 @@ def search_cmd(
     store: Annotated[Path | None, typer.Option(help="a `xdr maxsim-store` for --rerank maxsim")] = None,
     rerank_k: Annotated[int, typer.Option(help="first-stage candidates re-ranked")] = 100,
     beta: Annotated[float | None, typer.Option(help=f"max-sim weight (default {DEFAULT_BETA}, or the index's)")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        help="IVF lists probed (default: all of up to 16, else about sqrt(lists)); more is slower and closer "
+        "to exact")] = None,
+    ef_search: Annotated[int | None, typer.Option(help="HNSW beam width (default 128); more is slower and "
+                                                 "closer to exact")] = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.data import read_passages, read_queries
@@ -49,7 +54,7 @@ def search_cmd(
         raise XdrError(f"--rerank: the one re-ranker is maxsim, not {rerank!r}")
     if (rerank is None) != (store is None):
         raise XdrError("--rerank maxsim and --store go together")
-    idx = load_index(index_dir)
+    idx = load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
     if beta is not None and rerank is None:
         idx.configure(beta=beta)
     overrides = {"query_prefix": query_prefix, "query_max_length": query_max_length}

@@ -31,6 +31,7 @@ class Run:
 
     hits: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     tag: str = "xdr"
+    settings: dict[str, Any] = field(default_factory=dict)  # how it was searched (k, nprobe, re-ranking)
 
     def __getitem__(self, qid: str) -> list[tuple[str, float]]:
         return self.hits[qid]
@@ -45,7 +46,7 @@ class Run:
 
     def head(self, k: int) -> Run:
         """The top ``k`` hits of every query."""
-        return Run({qid: ranked[:k] for qid, ranked in self.hits.items()}, self.tag)
+        return Run({qid: ranked[:k] for qid, ranked in self.hits.items()}, self.tag, dict(self.settings))
 
 
 def to_ranking(run: Run | RunScores | Ranking) -> dict[str, list[str]]:

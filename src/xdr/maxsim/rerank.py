@@ -7,6 +7,7 @@ The first stage (a plain or xQG-fused index) gives candidates with scores ``s``;
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,3 +70,6 @@ class MaxSimReranker:
 
     def rerank(self, run: Run, query_emb: np.ndarray, spec: ModelSpec) -> Run:
         return rerank_maxsim(run, query_emb, self.store, spec=spec, beta=self.beta, k=self.depth)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "maxsim", "store": str(self.store.path), "beta": self.beta, "depth": self.depth}
