@@ -28,14 +28,14 @@ from xdr.artifacts import is_done, read_meta
 from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.errors import MismatchError, XdrError
 from xdr.generate.seq2seq import Seq2SeqGenerator, seq2seq_prompt
-from xdr.generate.train import (
+from xdr.train.checkpoints import last_checkpoint
+from xdr.train.generator import (
     QuestionGenerationDataset,
     QuestionPair,
     held_out,
     read_source,
     train_generator,
 )
-from xdr.train.checkpoints import last_checkpoint
 
 PAIRS = [
     QuestionPair(Passage(pid, text, title), question, lang)
