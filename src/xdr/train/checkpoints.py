@@ -1,5 +1,5 @@
-"""What xdr's two HF-Trainer stages (`xdr train`, `xdr train-generator`) share: arguments, exact resume, and
-an atomic final save.
+"""What xdr's two HF-Trainer stages (`xdr train`, `xdr train-generator`) share: exact resume and an atomic
+final save (their settings are in :mod:`xdr.train.args`).
 
 Layout of a training artifact: ``meta.json``, ``checkpoints/checkpoint-N`` while it runs, then ``model/``
 (renamed into place complete) and ``_DONE``; the checkpoints are deleted once the model is published,
@@ -16,24 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from xdr.artifacts import DONE, META, mark_done, update_meta
-from xdr.errors import XdrError
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's name; it writes this file last in a checkpoint
-
-
-def require_positive(**values: float | None) -> None:
-    """Refuse a non-positive setting here, with its xdr name, rather than deep inside the Trainer."""
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise XdrError(f"{name} must be positive, not {value}")
 
 
 def clear_stage(out: Path) -> None:
@@ -82,39 +73,6 @@ def resume_point(out: Path) -> tuple[Path | None, dict[str, Any], bool]:
     checkpoint = last_checkpoint(out / CHECKPOINTS_DIR)
     state = trainer_state(checkpoint) if checkpoint else {}
     return checkpoint, state, bool(state) and state["global_step"] >= state["max_steps"]
-
-
-def trainer_arguments(
-    cls: type, out: Path, *, epochs: float, max_steps: int | None, lr: float, batch_size: int, grad_accum: int,
-    seed: int, dtype: torch.dtype, device: torch.device, save_steps: int, keep_checkpoints: int,
-    evaluate: bool, eval_steps: int | None, logging_steps: int, fp16_problem: str, **extra: Any,
-) -> Any:
-    """``cls`` (a TrainingArguments class) with xdr's checkpointing, seeding and precision rules."""
-    args = cls(
-        output_dir=str(out / CHECKPOINTS_DIR),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=lr,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        seed=seed,
-        data_seed=seed,
-        bf16=dtype == torch.bfloat16,
-        use_cpu=device.type == "cpu",
-        dataloader_pin_memory=device.type == "cuda",
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=keep_checkpoints,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=eval_steps or save_steps,
-        logging_steps=logging_steps,
-        report_to="none",
-        **extra,
-    )
-    if args.mixed_precision == "fp16":  # set by ACCELERATE_MIXED_PRECISION, which the Trainer honours
-        raise XdrError(f"float16 is not supported: {fp16_problem}; unset ACCELERATE_MIXED_PRECISION")
-    return args
 
 
 def train_or_resume(trainer: Any, checkpoint: Path | None, state: dict[str, Any], finished: bool) -> dict[str, Any]:
