@@ -2,15 +2,15 @@
 final save (their settings are in :mod:`xdr.train.args`).
 
 Layout of a training artifact: ``meta.json``, ``checkpoints/checkpoint-N`` while it runs, then ``model/``
-(renamed into place complete) and ``_DONE``; the checkpoints are deleted once the model is published,
-since they hold optimizer state three times the weights' size and nothing resumes from them any more.
+(built beside it and renamed into place complete) and ``_DONE``; the checkpoints are deleted once the model
+is published, since they hold optimizer state three times the weights' size and nothing resumes from them
+any more.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from xdr.artifacts import DONE, META, mark_done, update_meta
+from xdr.artifacts import DONE, META, atomic_dir, mark_done, update_meta
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,15 @@ CHECKPOINTS_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's name; it writes this file last in a checkpoint
 
 
+def _unpublished(out: Path) -> list[Path]:
+    """Temp directories of a save that a kill interrupted (:func:`~xdr.artifacts.atomic_dir` names them)."""
+    return list(out.glob(f".{MODEL_DIR}.*"))
+
+
 def clear_stage(out: Path) -> None:
     """Remove what an earlier run of the stage left in ``out`` (and nothing else a user put there)."""
-    for name in (CHECKPOINTS_DIR, MODEL_DIR, f".{MODEL_DIR}.tmp"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    for path in (out / CHECKPOINTS_DIR, out / MODEL_DIR, *_unpublished(out)):
+        shutil.rmtree(path, ignore_errors=True)
     for name in (META, DONE):
         (out / name).unlink(missing_ok=True)
 
@@ -88,12 +93,15 @@ def train_or_resume(trainer: Any, checkpoint: Path | None, state: dict[str, Any]
 
 def publish_model(out: Path, save: Callable[[Path], None], meta: Callable[[Path], dict[str, Any]]) -> Path:
     """Save the model beside its final name and rename it, so ``model/`` is always complete; then record
-    ``meta(model_dir)`` in meta.json, mark the stage done and delete the checkpoints."""
-    model_dir, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(tmp)
-    shutil.rmtree(model_dir, ignore_errors=True)  # left by a run killed between this rename and _DONE
-    os.replace(tmp, model_dir)
+    ``meta(model_dir)`` in meta.json, mark the stage done and delete the checkpoints.
+
+    A ``model/`` already there was left by a run killed between that rename and ``_DONE``: it is replaced.
+    """
+    model_dir = out / MODEL_DIR
+    for stale in _unpublished(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_dir(model_dir, replace=True) as tmp:
+        save(tmp)
     update_meta(out, **meta(model_dir))
     mark_done(out)
     shutil.rmtree(out / CHECKPOINTS_DIR, ignore_errors=True)
