@@ -102,7 +102,7 @@ class TrainingConfig(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _as_user_error(cls, data: Any, handler: Any) -> Any:
-        """A bad setting is the user's to fix: an XdrError, one line per field, not a pydantic traceback."""
+        """A bad setting is the user's to fix: an XdrError, one line naming every bad field, not a traceback."""
         try:
             return handler(data)
         except ValidationError as e:
