@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,16 @@ from xdr.artifacts import is_done, read_meta
 from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.errors import MismatchError, XdrError
 from xdr.generate.seq2seq import Seq2SeqGenerator, seq2seq_prompt
-from xdr.generate.train import (
+from xdr.train.args import GeneratorTrainingConfig
+from xdr.train.checkpoints import last_checkpoint
+from xdr.train.generator import (
     QuestionGenerationDataset,
     QuestionPair,
     held_out,
     read_source,
     train_generator,
 )
-from xdr.train.checkpoints import last_checkpoint
+from xdr.train.sources import TrainingSource
 
 PAIRS = [
     QuestionPair(Passage(pid, text, title), question, lang)
@@ -106,6 +108,16 @@ FAST: dict[str, Any] = {
 }
 
 
+def _train(
+    sources: list[Any], model: Path, out: Path, *, callbacks: Sequence[TrainerCallback] = (), resume: bool = True,
+    eval_sources: Sequence[Any] = (), **settings: Any,
+) -> Path:
+    """``train_generator`` with the FAST settings, overridden by ``settings``."""
+    config = GeneratorTrainingConfig(**{**FAST, **settings})
+    return train_generator(sources, str(model), out, config, callbacks=callbacks, resume=resume,
+                           eval_sources=eval_sources)
+
+
 def test_inputs_are_the_generator_prompts_and_labels_the_questions(mt5_dir: Path) -> None:
     gen = Seq2SeqGenerator(str(mt5_dir), device="cpu")
     tok = gen.tokenizer
@@ -134,10 +146,7 @@ def test_inputs_are_the_generator_prompts_and_labels_the_questions(mt5_dir: Path
 def test_training_reduces_the_loss_and_writes_the_artifact(mt5_dir: Path, tmp_path: Path) -> None:
     pairs = PAIRS[:4]
     before = _loss(mt5_dir, pairs)
-    model_dir = train_generator(
-        [_examples(pairs)], str(mt5_dir), tmp_path / "gen", max_steps=30, lr=1e-2, seed=1, save_steps=100,
-        **FAST,
-    )
+    model_dir = _train([_examples(pairs)], mt5_dir, tmp_path / "gen", max_steps=30, lr=1e-2, seed=1, save_steps=100)
     after = _loss(model_dir, pairs)
     # About 21 -> 1 (0.75-1.05 over seeds 1-5). Half the loss of a uniform guess, ln(vocab size), can only
     # be reached by learning the questions, not merely by shrinking the random init's huge logits.
@@ -157,10 +166,10 @@ def test_training_reduces_the_loss_and_writes_the_artifact(mt5_dir: Path, tmp_pa
     assert len(questions[0]) == 2
 
     # A finished artifact returns at once; other settings are refused.
-    again = train_generator([_examples(pairs)], str(mt5_dir), out, max_steps=30, lr=1e-2, seed=1, **FAST)
+    again = _train([_examples(pairs)], mt5_dir, out, max_steps=30, lr=1e-2, seed=1)
     assert again == model_dir  # save_steps is no training setting: changing it is no mismatch
     with pytest.raises(MismatchError, match="lr"):
-        train_generator([_examples(pairs)], str(mt5_dir), out, max_steps=30, lr=1e-3, seed=1, **FAST)
+        _train([_examples(pairs)], mt5_dir, out, max_steps=30, lr=1e-3, seed=1)
 
 
 class Losses(TrainerCallback):
@@ -174,10 +183,8 @@ class Losses(TrainerCallback):
 
 def test_gradient_accumulation_averages_the_loss(mt5_dir: Path, tmp_path: Path) -> None:
     losses = Losses()
-    train_generator(
-        [_examples(PAIRS[:4])], str(mt5_dir), tmp_path / "gen", max_steps=1, grad_accum=2, lr=1e-9, seed=0,
-        callbacks=[losses], **{**FAST, "logging_steps": 1},
-    )
+    _train([_examples(PAIRS[:4])], mt5_dir, tmp_path / "gen", max_steps=1, grad_accum=2, lr=1e-9, seed=0,
+           callbacks=[losses], logging_steps=1)
     # The first step's loss is the untrained model's (give or take dropout), not grad_accum times it.
     assert losses.losses[0] == pytest.approx(_loss(mt5_dir, PAIRS[:4]), rel=0.2)
 
@@ -213,18 +220,18 @@ def test_killed_run_resumes_exactly(
     # 6 pairs in batches of 2: 3 steps an epoch; checkpoints every 2 steps, 8 steps in all. Killed at
     # step 5 (resumes mid-epoch from checkpoint-4) or after the final checkpoint, before the model is saved.
     # The model has dropout, so an exact match also needs the RNG states restored.
-    args: dict[str, Any] = {"max_steps": 8, "save_steps": 2, "lr": 1e-3, "seed": 7, **FAST}
+    args: dict[str, Any] = {"max_steps": 8, "save_steps": 2, "lr": 1e-3, "seed": 7}
     sources = [_examples(PAIRS)]
-    full = train_generator(sources, str(mt5_dir), tmp_path / "full", **args)
+    full = _train(sources, mt5_dir, tmp_path / "full", **args)
 
     out = tmp_path / "resumed"
     with pytest.raises(RuntimeError, match="killed"):
-        train_generator(sources, str(mt5_dir), out, callbacks=[KillAt(kill_at)], **args)
+        _train(sources, mt5_dir, out, callbacks=[KillAt(kill_at)], **args)
     assert not is_done(out) and not (out / "model").exists()
     assert last_checkpoint(out / "checkpoints") == out / "checkpoints" / f"checkpoint-{resumed_from}"
 
     steps = Steps()
-    resumed = train_generator(sources, str(mt5_dir), out, callbacks=[steps], **args)
+    resumed = _train(sources, mt5_dir, out, callbacks=[steps], **args)
     assert steps.steps == resumed_steps  # continued from the checkpoint, not from 0
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
@@ -244,25 +251,25 @@ def test_incomplete_checkpoint_is_skipped(tmp_path: Path) -> None:
 
 def test_no_resume_starts_over(mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gen"
-    args: dict[str, Any] = {"max_steps": 2, "save_steps": 100, "seed": 3, **FAST}
-    train_generator([_examples(PAIRS[:2])], str(mt5_dir), out, lr=1e-3, **args)
-    train_generator([_examples(PAIRS[:2])], str(mt5_dir), out, lr=2e-3, resume=False, **args)
+    args: dict[str, Any] = {"max_steps": 2, "save_steps": 100, "seed": 3}
+    _train([_examples(PAIRS[:2])], mt5_dir, out, lr=1e-3, **args)
+    _train([_examples(PAIRS[:2])], mt5_dir, out, lr=2e-3, resume=False, **args)
     assert read_meta(out)["params"]["lr"] == 2e-3 and is_done(out)
 
 
 def test_fp16_is_refused(mt5_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(XdrError, match="float16"):
-        train_generator([_examples(PAIRS)], str(mt5_dir), tmp_path / "a", dtype="float16", **FAST)
+        _train([_examples(PAIRS)], mt5_dir, tmp_path / "a", dtype="float16")
     assert not (tmp_path / "a").exists()  # refused before anything was written
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # the Trainer would honour it
     with pytest.raises(XdrError, match="float16"):
-        train_generator([_examples(PAIRS)], str(mt5_dir), tmp_path / "b", **FAST)
+        _train([_examples(PAIRS)], mt5_dir, tmp_path / "b")
     assert not (tmp_path / "b").exists()
 
 
 def test_empty_data_and_bad_settings_are_refused(mt5_dir: Path, tmp_path: Path) -> None:
     def train(sources: list[Any], **kwargs: Any) -> Path:
-        return train_generator(sources, str(mt5_dir), tmp_path / "gen", **FAST, **kwargs)
+        return _train(sources, mt5_dir, tmp_path / "gen", **kwargs)
 
     with pytest.raises(XdrError, match="no training pairs"):
         train([[]])
@@ -285,8 +292,7 @@ def test_eval_split_keeps_a_passage_on_one_side(mt5_dir: Path, tmp_path: Path) -
     assert held_out(again, 0.25) == share[0]  # by content: the same paragraph from another file agrees
 
     pairs = [QuestionPair(p, f"What is passage {i} about?", "de") for i, p in enumerate(passages[:8])]
-    train_generator([_examples(pairs)], str(mt5_dir), tmp_path / "gen", max_steps=2, eval_fraction=0.3,
-                    save_steps=100, **FAST)
+    _train([_examples(pairs)], mt5_dir, tmp_path / "gen", max_steps=2, eval_fraction=0.3, save_steps=100)
     meta = read_meta(tmp_path / "gen")
     n_eval = sum(held_out(p.passage, 0.3) for p in pairs)
     assert meta["params"]["eval_pairs"] == n_eval and meta["params"]["train_pairs"] == 8 - n_eval
@@ -322,7 +328,7 @@ XQUAD = {
 def test_squad_source_gives_triples_in_the_given_language(tmp_path: Path) -> None:
     path = tmp_path / "xquad.de.json"
     path.write_text(json.dumps(XQUAD, ensure_ascii=False), encoding="utf-8")
-    pairs, record = read_source((path, None, "de"))
+    pairs, record = read_source(TrainingSource(path, lang="de"))
     sauna = Passage("000-00", "Eine Rauchsauna hat keinen Schornstein.", "Sauna (Finnland)")
     assert pairs == [
         QuestionPair(sauna, "Hat eine Rauchsauna einen Schornstein?", "de"),
@@ -337,7 +343,7 @@ def test_squad_source_gives_triples_in_the_given_language(tmp_path: Path) -> Non
     assert record["path"] == str(path) and record["bytes"] == path.stat().st_size
     # XOR-TyDi gold paragraphs are SQuAD files too: the language is the user's to give, never guessed.
     with pytest.raises(XdrError, match="question language"):
-        read_source((path, "squad", None))
+        read_source(TrainingSource(path, format="squad"))
 
 
 def test_swimir_source_takes_the_language_from_the_rows(tmp_path: Path) -> None:
@@ -347,9 +353,9 @@ def test_swimir_source_takes_the_language_from_the_rows(tmp_path: Path) -> None:
         {"_id": "w2", "code": "te", "lang": "Telugu", "query": "తేనెటీగ?", "title": "Bee", "text": "Bzz."},
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    pairs, record = read_source((path, None, None))
+    pairs, record = read_source(TrainingSource(path))
     got = [(p.passage.id, p.passage.title, p.question, p.lang) for p in pairs]
     assert got == [("w1", "Sauna", "サウナ?", "ja"), ("w2", "Bee", "తేనెటీగ?", "te")]
     assert record["format"] == "swimir" and record["lang"] is None
     with pytest.raises(XdrError, match="own language"):
-        read_source((path, None, "ja"))
+        read_source(TrainingSource(path, lang="ja"))

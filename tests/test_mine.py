@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from test_encode import HashEncoder
 
+from xdr.artifacts import sidecar_path
 from xdr.data import read_training, write_passages
 from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.encode import encode_passages
 from xdr.errors import MismatchError, XdrError
 from xdr.index import build_index
-from xdr.train.mine import BM25Settings, meta_path, mine_hard_negatives
+from xdr.train.mine import BM25Settings, mine_hard_negatives
 
 POS = Passage("pos", "Berlin is the capital city of Germany")
 CORPUS = [
@@ -31,7 +32,7 @@ EXAMPLE = TrainingExample(Query("q0", "de", "capital city of Germany", ("Berlin"
 def mine(tmp_path: Path, examples: list[TrainingExample] | None = None, **kw: Any) -> tuple[list, dict]:
     args: dict[str, Any] = {"encoder": HashEncoder(dim=64), "depth": len(CORPUS), "n_negatives": None} | kw
     out = mine_hard_negatives(examples or [EXAMPLE], CORPUS, tmp_path / "mined.jsonl", **args)
-    return list(read_training(out)), json.loads(meta_path(out).read_text())
+    return list(read_training(out)), json.loads(sidecar_path(out).read_text())
 
 
 def negative_ids(examples: list[TrainingExample]) -> list[str]:
@@ -93,7 +94,7 @@ def test_prebuilt_index_and_corpus_file_give_the_same_output(tmp_path: Path) -> 
     out = mine_hard_negatives([EXAMPLE], corpus_file, tmp_path / "b.jsonl", encoder=enc, index=index,
                               depth=len(CORPUS), n_negatives=None)
     assert list(read_training(out)) == ref
-    meta = json.loads(meta_path(out).read_text())
+    meta = json.loads(sidecar_path(out).read_text())
     assert meta["params"]["index_built"] is False and meta["inputs"]["corpus"]["bytes"] > 0
     assert enc.calls[-1][0] == "passage" and len(enc.calls) == 3  # corpus once, then query + positive
 
@@ -140,7 +141,7 @@ def test_bm25_returns_lexically_similar_negatives(tmp_path: Path) -> None:
                               n_negatives=5)
     got = list(read_training(out))
     assert {p.id for p in got[0].negatives} == {"vegas", "iron"}
-    meta = json.loads(meta_path(out).read_text())
+    meta = json.loads(sidecar_path(out).read_text())
     assert meta["counts"]["dropped"]["no_match"] == 3 and meta["counts"]["dropped"]["positive"] == 1
     assert meta["params"]["bm25"] == {"k1": 0.9, "b": 0.4, "method": "lucene", "stopwords": "en",
                                       "stemmer": "english"}
@@ -160,6 +161,6 @@ def test_bm25_with_translated_queries_and_margin(tmp_path: Path) -> None:
 
     out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "m.jsonl", method="bm25", margin=1e6,
                               bm25=BM25Settings(stemmer=None), search_texts={"r1": "iron tower Paris"})
-    meta = json.loads(meta_path(out).read_text())
+    meta = json.loads(sidecar_path(out).read_text())
     [got_m] = read_training(out)
     assert got_m.negatives == () and meta["counts"]["dropped"]["margin"] == 2

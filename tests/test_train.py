@@ -21,6 +21,7 @@ from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.errors import MismatchError, XdrError
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
+from xdr.train.args import DualTrainingConfig
 from xdr.train.dual import (
     EvalSet,
     build_columns,
@@ -28,6 +29,7 @@ from xdr.train.dual import (
     make_loss,
     train_dual_encoder,
 )
+from xdr.train.sources import TrainingSource
 
 WORDS = ["fox", "dog", "dense", "vector", "token", "pool", "cross", "lingual"]
 
@@ -130,10 +132,12 @@ def test_cached_loss_matches_plain_loss(tiny_bert_dir: Path, similarity: str, sc
         torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=atol, msg=name)
 
 
-def _train(spec: ModelSpec, out: Path, **kw: Any) -> Path:
-    args: dict[str, Any] = dict(negatives_per_query=2, max_steps=6, batch_size=4, lr=1e-3, save_steps=2,
+def _train(spec: ModelSpec, out: Path, *, eval_set: EvalSet | None = None, callbacks: list[Any] | None = None,
+           **settings: Any) -> Path:
+    fast: dict[str, Any] = dict(negatives_per_query=2, max_steps=6, batch_size=4, lr=1e-3, save_steps=2,
                                 logging_steps=1, seed=3)
-    return train_dual_encoder([_examples(2)], spec, out, **{**args, **kw})
+    config = DualTrainingConfig(**{**fast, **settings})
+    return train_dual_encoder([_examples(2)], spec, out, config, eval_set=eval_set, callbacks=callbacks or ())
 
 
 def _batch_loss(model: Any, spec: ModelSpec) -> float:
@@ -251,7 +255,7 @@ def test_bad_settings_are_refused(spec: ModelSpec, tmp_path: Path) -> None:
     with pytest.raises(XdrError, match="loss"):
         _train(spec, tmp_path / "x", loss="triplet")
     with pytest.raises(XdrError, match="no training examples"):
-        train_dual_encoder([_examples(0)], spec, tmp_path / "x", negatives_per_query=1)
+        train_dual_encoder([_examples(0)], spec, tmp_path / "x", DualTrainingConfig(negatives_per_query=1))
 
 
 def test_reads_training_files(spec: ModelSpec, tmp_path: Path) -> None:
@@ -261,8 +265,8 @@ def test_reads_training_files(spec: ModelSpec, tmp_path: Path) -> None:
             for i, ex in enumerate(_examples(2))]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    model_dir = train_dual_encoder([(path, None, None)], spec, tmp_path / "run", negatives_per_query=1,
-                                   max_steps=1, batch_size=4)
+    config = DualTrainingConfig(negatives_per_query=1, max_steps=1, batch_size=4)
+    model_dir = train_dual_encoder([TrainingSource(path)], spec, tmp_path / "run", config)
     source = read_meta(tmp_path / "run")["params"]["sources"][0]
     assert source["format"] == "tevatron" and source["rows"] == len(WORDS)
     assert (model_dir / "model.safetensors").exists()

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from xdr.generate.hf import Sampling
     from xdr.generate.llm import ChatBackend, HFChatBackend, LLMGenerator, OpenAIChatBackend, Prompt
     from xdr.generate.seq2seq import XQG_CHECKPOINT, Seq2SeqGenerator, seq2seq_prompt
-    from xdr.generate.train import QuestionPair, Source, read_source, train_generator
 
 _LAZY = {
     "Sampling": "xdr.generate.hf",
@@ -37,10 +36,6 @@ _LAZY = {
     "LLMGenerator": "xdr.generate.llm",
     "OpenAIChatBackend": "xdr.generate.llm",
     "Prompt": "xdr.generate.llm",
-    "train_generator": "xdr.generate.train",
-    "Source": "xdr.generate.train",
-    "QuestionPair": "xdr.generate.train",
-    "read_source": "xdr.generate.train",
 }
 
 
@@ -63,10 +58,8 @@ __all__ = [
     "LLMGenerator",
     "OpenAIChatBackend",
     "Prompt",
-    "QuestionPair",
     "Sampling",
     "Seq2SeqGenerator",
-    "Source",
     "filter_outputs",
     "generation_stats",
     "generator_kinds",
@@ -77,12 +70,10 @@ __all__ = [
     "passage_seed",
     "read_generated",
     "read_released",
-    "read_source",
     "refilter",
     "register_generator",
     "row_seed",
     "run_generation",
     "seq2seq_prompt",
     "stats_markdown",
-    "train_generator",
 ]

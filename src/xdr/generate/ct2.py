@@ -1,7 +1,7 @@
 """The xQG generator on CTranslate2: Seq2SeqGenerator's prompts and sampling settings, a C++ decoding loop.
 
 HF ``generate`` spends much of a step outside the model (Python per step, full-vocabulary logits processing
-in fp32); CTranslate2 runs the whole decoding loop natively, which is why issue #3's benchmark
+in fp32); CTranslate2 runs the whole decoding loop natively, which is why the generation benchmark
 (``benchmarks/bench_generate_speed.py``) measures it. The checkpoint is converted once into
 ``$XDR_CACHE/ct2`` and loaded from there afterwards.
 
@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xdr.artifacts import atomic_dir
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.hf import Sampling
-from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, XQG_CHECKPOINT, seq2seq_prompt
+from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, XQG_CHECKPOINT, XQG_SAMPLING, load_tokenizer, seq2seq_prompt
 from xdr.runtime import cache_root
 
 try:
@@ -129,7 +129,7 @@ class CT2Seq2SeqGenerator:
             compute_type = "bfloat16" if self.device == "cuda" else "float32"
         self.compute_type = compute_type
         self.batch_size, self.max_input_length = batch_size, max_input_length
-        self.sampling = sampling or Sampling(top_k=10, max_new_tokens=32)
+        self.sampling = sampling or XQG_SAMPLING
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.threads = threads  # intra-op threads on CPU; 0 lets CTranslate2 choose
         self._translator: Any = None
@@ -155,7 +155,7 @@ class CT2Seq2SeqGenerator:
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        return AutoTokenizer.from_pretrained(self.model_id, revision=self.revision)
+        return load_tokenizer(self.model_id, self.revision)
 
     @cached_property
     def model_dir(self) -> Path:

@@ -25,6 +25,12 @@ XQG_CHECKPOINT = "ielabgroup/xor-tydi-docTquery-mt5-base"
 PROMPT = "Generate a {language} question for this passage: {title} {text}"
 # T5 activations exceed fp16's range; the model then emits NaNs or empty strings rather than failing.
 FP16_PROBLEM = "mT5 activations overflow in float16 and the model silently generates garbage"
+XQG_SAMPLING = Sampling(top_k=10, max_new_tokens=32)  # the xQG paper's top-k sampling
+
+
+def load_tokenizer(model: str, revision: str | None = None) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer: prompts are encoded with it for generation (HF or CTranslate2) and training."""
+    return AutoTokenizer.from_pretrained(model, revision=revision)
 
 
 def seq2seq_prompt(passage: Passage, lang: str) -> str:
@@ -50,7 +56,7 @@ class Seq2SeqGenerator:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, fp16_problem=FP16_PROBLEM)
         self.batch_size, self.max_input_length = batch_size, max_input_length
-        self.sampling = sampling or Sampling(top_k=10, max_new_tokens=32)
+        self.sampling = sampling or XQG_SAMPLING
 
     @property
     def name(self) -> str:
@@ -71,7 +77,7 @@ class Seq2SeqGenerator:
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        return AutoTokenizer.from_pretrained(self.model_id, revision=self.revision)
+        return load_tokenizer(self.model_id, self.revision)
 
     @cached_property
     def model(self) -> PreTrainedModel:

@@ -1,5 +1,54 @@
-"""Dense-retriever training (``xdr train``): :func:`xdr.train.dual.train_dual_encoder`.
+"""Training: dense retrievers (``xdr train``), query generators (``xdr train-generator``), and their data
+(hard-negative mining, synthetic pairs).
 
-Nothing is imported here, so that light modules of this package (e.g. negative mining) do not pull in
-sentence-transformers and datasets on import.
+Names load on first use: the trainers import torch, transformers and sentence-transformers, which building
+a config, parsing a training-file argument or mining negatives do not need.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xdr.train.args import DualTrainingConfig, GeneratorTrainingConfig, Loss, Similarity, TrainingConfig
+    from xdr.train.dual import EvalSet, train_dual_encoder, trained_spec
+    from xdr.train.generator import QuestionPair, read_source, train_generator
+    from xdr.train.sources import TrainingSource
+
+_LAZY = {
+    "TrainingConfig": "xdr.train.args",
+    "DualTrainingConfig": "xdr.train.args",
+    "GeneratorTrainingConfig": "xdr.train.args",
+    "Loss": "xdr.train.args",
+    "Similarity": "xdr.train.args",
+    "TrainingSource": "xdr.train.sources",
+    "EvalSet": "xdr.train.dual",
+    "train_dual_encoder": "xdr.train.dual",
+    "trained_spec": "xdr.train.dual",
+    "QuestionPair": "xdr.train.generator",
+    "read_source": "xdr.train.generator",
+    "train_generator": "xdr.train.generator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'xdr.train' has no attribute {name!r}")
+
+
+__all__ = [
+    "DualTrainingConfig",
+    "EvalSet",
+    "GeneratorTrainingConfig",
+    "Loss",
+    "QuestionPair",
+    "Similarity",
+    "TrainingConfig",
+    "TrainingSource",
+    "read_source",
+    "train_dual_encoder",
+    "train_generator",
+    "trained_spec",
+]

@@ -1,26 +1,24 @@
-"""What xdr's two HF-Trainer stages (`xdr train`, `xdr train-generator`) share: arguments, exact resume, and
-an atomic final save.
+"""What xdr's two HF-Trainer stages (`xdr train`, `xdr train-generator`) share: exact resume and an atomic
+final save (their settings are in :mod:`xdr.train.args`).
 
 Layout of a training artifact: ``meta.json``, ``checkpoints/checkpoint-N`` while it runs, then ``model/``
-(renamed into place complete) and ``_DONE``; the checkpoints are deleted once the model is published,
-since they hold optimizer state three times the weights' size and nothing resumes from them any more.
+(built beside it and renamed into place complete) and ``_DONE``; the checkpoints are deleted once the model
+is published, since they hold optimizer state three times the weights' size and nothing resumes from them
+any more.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from xdr.artifacts import DONE, META, mark_done, update_meta
-from xdr.errors import XdrError
+from xdr.artifacts import DONE, META, atomic_dir, mark_done, update_meta
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +27,15 @@ CHECKPOINTS_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.json"  # the Trainer's name; it writes this file last in a checkpoint
 
 
-def require_positive(**values: float | None) -> None:
-    """Refuse a non-positive setting here, with its xdr name, rather than deep inside the Trainer."""
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise XdrError(f"{name} must be positive, not {value}")
+def _unpublished(out: Path) -> list[Path]:
+    """Temp directories of a save that a kill interrupted (:func:`~xdr.artifacts.atomic_dir` names them)."""
+    return list(out.glob(f".{MODEL_DIR}.*"))
 
 
 def clear_stage(out: Path) -> None:
     """Remove what an earlier run of the stage left in ``out`` (and nothing else a user put there)."""
-    for name in (CHECKPOINTS_DIR, MODEL_DIR, f".{MODEL_DIR}.tmp"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    for path in (out / CHECKPOINTS_DIR, out / MODEL_DIR, *_unpublished(out)):
+        shutil.rmtree(path, ignore_errors=True)
     for name in (META, DONE):
         (out / name).unlink(missing_ok=True)
 
@@ -84,39 +80,6 @@ def resume_point(out: Path) -> tuple[Path | None, dict[str, Any], bool]:
     return checkpoint, state, bool(state) and state["global_step"] >= state["max_steps"]
 
 
-def trainer_arguments(
-    cls: type, out: Path, *, epochs: float, max_steps: int | None, lr: float, batch_size: int, grad_accum: int,
-    seed: int, dtype: torch.dtype, device: torch.device, save_steps: int, keep_checkpoints: int,
-    evaluate: bool, eval_steps: int | None, logging_steps: int, fp16_problem: str, **extra: Any,
-) -> Any:
-    """``cls`` (a TrainingArguments class) with xdr's checkpointing, seeding and precision rules."""
-    args = cls(
-        output_dir=str(out / CHECKPOINTS_DIR),
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=lr,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        seed=seed,
-        data_seed=seed,
-        bf16=dtype == torch.bfloat16,
-        use_cpu=device.type == "cpu",
-        dataloader_pin_memory=device.type == "cuda",
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=keep_checkpoints,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=eval_steps or save_steps,
-        logging_steps=logging_steps,
-        report_to="none",
-        **extra,
-    )
-    if args.mixed_precision == "fp16":  # set by ACCELERATE_MIXED_PRECISION, which the Trainer honours
-        raise XdrError(f"float16 is not supported: {fp16_problem}; unset ACCELERATE_MIXED_PRECISION")
-    return args
-
-
 def train_or_resume(trainer: Any, checkpoint: Path | None, state: dict[str, Any], finished: bool) -> dict[str, Any]:
     """Run (or resume) the Trainer; returns the outcome recorded in meta.json."""
     if finished:
@@ -130,12 +93,15 @@ def train_or_resume(trainer: Any, checkpoint: Path | None, state: dict[str, Any]
 
 def publish_model(out: Path, save: Callable[[Path], None], meta: Callable[[Path], dict[str, Any]]) -> Path:
     """Save the model beside its final name and rename it, so ``model/`` is always complete; then record
-    ``meta(model_dir)`` in meta.json, mark the stage done and delete the checkpoints."""
-    model_dir, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(tmp)
-    shutil.rmtree(model_dir, ignore_errors=True)  # left by a run killed between this rename and _DONE
-    os.replace(tmp, model_dir)
+    ``meta(model_dir)`` in meta.json, mark the stage done and delete the checkpoints.
+
+    A ``model/`` already there was left by a run killed between that rename and ``_DONE``: it is replaced.
+    """
+    model_dir = out / MODEL_DIR
+    for stale in _unpublished(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_dir(model_dir, replace=True) as tmp:
+        save(tmp)
     update_meta(out, **meta(model_dir))
     mark_done(out)
     shutil.rmtree(out / CHECKPOINTS_DIR, ignore_errors=True)

@@ -19,9 +19,10 @@ Prefixes and lengths come from the :class:`~xdr.config.ModelSpec`: queries get `
 cut at ``query_max_length`` tokens, passages ``passage_prefix`` and ``passage_max_length``, as
 :class:`~xdr.models.encoder.Encoder` does at inference.
 
-The artifact directory holds ``meta.json`` (stage ``train``, spec, sources with fingerprints,
-hyper-parameters, seed), ``checkpoints/`` while training, then ``model/`` (sentence-transformers layout,
-which :func:`xdr.models.registry.resolve_spec` reads: pooling, normalisation, prompts) and ``_DONE``.
+Settings come as one :class:`~xdr.train.args.DualTrainingConfig`. The artifact directory holds
+``meta.json`` (stage ``train``, spec, sources with fingerprints, the config as the run used it),
+``checkpoints/`` while training, then ``model/`` (sentence-transformers layout, which
+:func:`xdr.models.registry.resolve_spec` reads: pooling, normalisation, prompts) and ``_DONE``.
 Separate query/passage towers (sentence-transformers' ``Router``) are not supported: xdr's ``Encoder``
 loads one transformers model.
 """
@@ -32,29 +33,21 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from xdr.artifacts import input_fingerprint, is_done, start_artifact
-from xdr.config import DType, ModelSpec
-from xdr.data import detect_format, read_training
+from xdr.artifacts import Stage, is_done, start_artifact
+from xdr.config import ModelSpec
 from xdr.data.schema import TrainingExample
 from xdr.errors import XdrError
 from xdr.runtime import resolve_device, resolve_dtype
-from xdr.train.checkpoints import (
-    MODEL_DIR,
-    clear_stage,
-    publish_model,
-    require_positive,
-    resume_point,
-    train_or_resume,
-    trainer_arguments,
-)
+from xdr.train.args import DualTrainingConfig, Loss, Similarity, trainer_arguments
+from xdr.train.checkpoints import CHECKPOINTS_DIR, MODEL_DIR, clear_stage, publish_model, resume_point, train_or_resume
+from xdr.train.sources import TrainingSource
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -64,23 +57,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGE = "train"
-LOSSES = ("mnrl", "cached-mnrl")
-SIMILARITIES = ("dot", "cos")
-Loss = Literal["mnrl", "cached-mnrl"]
-Similarity = Literal["dot", "cos"]
-
-
-class DualSource(NamedTuple):
-    """A training file; ``format`` as :func:`xdr.data.read_training` names it (``None``: detect) and
-    ``lang`` the query language for formats that do not record it (only provenance here)."""
-
-    path: str | Path
-    format: str | None = None
-    lang: str | None = None
-
-
-SourceLike = DualSource | tuple[str | Path, str | None, str | None] | Iterable[TrainingExample]
+# A training file (its language only provenance here), or training examples in memory.
+SourceLike = TrainingSource | Iterable[TrainingExample]
 
 
 @dataclass(frozen=True)
@@ -146,13 +124,10 @@ def _read_sources(
     skipped = 0
     records: list[dict[str, Any]] = []
     for source in sources:
-        if isinstance(source, tuple) and source and isinstance(source[0], str | os.PathLike):
-            path, fmt, lang = DualSource(*source)
-            if not Path(path).exists():
-                raise XdrError(f"{path}: no such file")
-            fmt = fmt or detect_format(path)
-            examples: Iterable[TrainingExample] = read_training(path, fmt, lang=lang or "en")
-            record: dict[str, Any] = {**input_fingerprint(path), "format": fmt, "lang": lang}
+        examples: Iterable[TrainingExample]
+        if isinstance(source, TrainingSource):
+            file = source.detected()
+            examples, record = file.examples(), file.record()
         else:
             examples, record = source, {"path": None}
         columns, skip = build_columns(examples, negatives_per_query, title_separator)
@@ -171,21 +146,26 @@ def _columns_digest(columns: dict[str, list[str]]) -> str:
     return h.hexdigest()
 
 
-def similarity_function(similarity: Similarity) -> Any:
+def _choice(kind: type[Loss] | type[Similarity], name: str, value: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise XdrError(f"{name} must be one of {', '.join(k.value for k in kind)}, not {value!r}") from None
+
+
+def similarity_function(similarity: Similarity | str) -> Any:
     from sentence_transformers.util import cos_sim, dot_score
 
-    if similarity not in SIMILARITIES:
-        raise XdrError(f"similarity must be one of {', '.join(SIMILARITIES)}, not {similarity!r}")
-    return dot_score if similarity == "dot" else cos_sim
+    return dot_score if _choice(Similarity, "similarity", similarity) == Similarity.DOT else cos_sim
 
 
 def make_loss(
     model: SentenceTransformer,
     *,
-    loss: Loss = "mnrl",
-    similarity: Similarity = "dot",
+    loss: Loss | str = Loss.MNRL,
+    similarity: Similarity | str = Similarity.DOT,
     scale: float = 1.0,
-    mini_batch_size: int = 32,
+    mini_batch_size: int | None = None,
     gather_across_devices: bool = False,
 ) -> torch.nn.Module:
     """InfoNCE over in-batch and hard negatives: ``-log softmax(scale · sim(q_i, ·))[positive_i]``.
@@ -202,18 +182,16 @@ def make_loss(
     fn = similarity_function(similarity)
     if scale <= 0:
         raise XdrError(f"scale must be positive, not {scale}")
-    if loss == "mnrl":
+    if _choice(Loss, "loss", loss) == Loss.MNRL:
         return MultipleNegativesRankingLoss(
             model, scale=scale, similarity_fct=fn, gather_across_devices=gather_across_devices
         )
-    if loss == "cached-mnrl":
-        if mini_batch_size <= 0:
-            raise XdrError(f"mini_batch_size must be positive, not {mini_batch_size}")
-        return CachedMultipleNegativesRankingLoss(
-            model, scale=scale, similarity_fct=fn, mini_batch_size=mini_batch_size,
-            gather_across_devices=gather_across_devices,
-        )
-    raise XdrError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    if mini_batch_size is None or mini_batch_size <= 0:
+        raise XdrError(f"cached-mnrl needs a positive mini_batch_size, not {mini_batch_size}")
+    return CachedMultipleNegativesRankingLoss(
+        model, scale=scale, similarity_fct=fn, mini_batch_size=mini_batch_size,
+        gather_across_devices=gather_across_devices,
+    )
 
 
 def build_sentence_transformer(
@@ -272,7 +250,8 @@ def _collator(model: SentenceTransformer, spec: ModelSpec, names: Sequence[str])
     return ColumnCollator(preprocess_fn=model.preprocess, column_prompts=prompts, column_max_length=lengths)
 
 
-_ST_SIMILARITY = {"dot": "dot", "cos": "cosine"}  # sentence-transformers' SimilarityFunction names
+# sentence-transformers' SimilarityFunction names
+_ST_SIMILARITY = {Similarity.DOT: "dot", Similarity.COS: "cosine"}
 
 
 def _evaluator(eval_set: EvalSet, spec: ModelSpec, similarity: Similarity, batch_size: int) -> Any:
@@ -288,86 +267,40 @@ def _evaluator(eval_set: EvalSet, spec: ModelSpec, similarity: Similarity, batch
     )
 
 
-def mrr_key(eval_set: EvalSet, similarity: Similarity) -> str:
-    """The Trainer's metric name for the dev MRR@10."""
-    return f"eval_{eval_set.name}_{_ST_SIMILARITY[similarity]}_mrr@10"
-
-
 def train_dual_encoder(
     sources: Sequence[SourceLike],
     spec: ModelSpec,
     out_dir: str | Path,
+    config: DualTrainingConfig | None = None,
     *,
-    negatives_per_query: int = 1,
-    loss: Loss = "mnrl",
-    similarity: Similarity | None = None,
-    scale: float | None = None,
-    mini_batch_size: int = 32,
-    gather_across_devices: bool = False,
-    epochs: float = 1.0,
-    max_steps: int | None = None,
-    lr: float = 1e-5,
-    warmup_steps: int = 0,
-    weight_decay: float = 0.0,
-    batch_size: int = 32,
-    grad_accum: int = 1,
-    seed: int = 42,
-    dtype: DType = "auto",
-    device: str | None = None,
-    torch_compile: bool = False,
     eval_set: EvalSet | None = None,
-    eval_steps: int | None = None,
-    save_steps: int = 500,
-    keep_checkpoints: int = 2,
-    logging_steps: int = 50,
     resume: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
-    """Fine-tune ``spec``'s model on ``sources`` (files or in-memory examples); return the model dir.
+    """Fine-tune ``spec``'s model on ``sources`` (files or in-memory examples) with ``config`` (default:
+    :class:`DualTrainingConfig`'s defaults); return the model dir.
 
-    ``similarity`` defaults to ``cos`` for normalising specs, else ``dot``; ``scale`` (1/τ) to 20 for cos,
-    1 for dot. ``batch_size`` is per device: each query sees ``batch_size · (1 + negatives_per_query)``
-    passages, times the device count with ``gather_across_devices``. ``grad_accum`` does not add
-    negatives (each micro-batch has its own softmax); for big batches use ``loss="cached-mnrl"`` with a
-    small ``mini_batch_size``. ``max_steps`` overrides ``epochs``. ``dtype`` ``auto``: bf16 autocast on a
-    GPU that has it, fp32 elsewhere. ``torch_compile`` runs the model through ``torch.compile`` (the Trainer's
-    ``torch_compile``): fused kernels for the throughput the MFU benchmark asks of a GPU; it changes no
-    setting of the run, so a run may resume with or without it. With ``eval_set``, MRR@10 (and more) is computed every
-    ``eval_steps`` (default ``save_steps``) and at the end.
-
-    A rerun with the same settings resumes from the last complete checkpoint (a finished run returns at
-    once); other settings are refused, and ``resume=False`` discards the earlier run instead.
+    With ``eval_set``, MRR@10 (and more) is computed every ``config.eval_steps`` (default ``save_steps``)
+    and at the end. A rerun with the same settings resumes from the last complete checkpoint (a finished
+    run returns at once); other settings are refused, and ``resume=False`` discards the earlier run
+    instead. ``callbacks`` are passed to the Trainer.
     """
     if importlib.util.find_spec("datasets") is None:
         raise XdrError("training needs the `datasets` package: pip install 'sentence-transformers[train]'")
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+    config = (config or DualTrainingConfig()).for_spec(spec)
+    torch_device = resolve_device(config.device)
+    torch_dtype = resolve_dtype(config.dtype, torch_device, fp16_problem="fp16 contrastive training is not supported")
 
-    require_positive(epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                      save_steps=save_steps, keep_checkpoints=keep_checkpoints, logging_steps=logging_steps,
-                      eval_steps=eval_steps, mini_batch_size=mini_batch_size)
-    if negatives_per_query < 0:
-        raise XdrError(f"negatives_per_query must be 0 or more, not {negatives_per_query}")
-    similarity = similarity or ("cos" if spec.normalize else "dot")
-    similarity_function(similarity)  # validates
-    if similarity == "cos" and not spec.normalize:
-        raise XdrError("similarity 'cos' needs a normalising model (xdr retrieves by dot product); "
-                       "use similarity 'dot' or set normalize")
-    scale = scale if scale is not None else (20.0 if similarity == "cos" else 1.0)
-    require_positive(scale=scale)
-    if loss not in LOSSES:
-        raise XdrError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device, fp16_problem="fp16 contrastive training is not supported")
-
-    cols, records = _read_sources(sources, negatives_per_query, spec.title_separator)
+    cols, records = _read_sources(sources, config.negatives_per_query, spec.title_separator)
     n_rows = len(cols.columns["anchor"])
     if not n_rows:
         raise XdrError("no training examples: the sources hold no query with a positive"
-                       + (" and a hard negative" if negatives_per_query else ""))
+                       + (" and a hard negative" if config.negatives_per_query else ""))
     if cols.skipped:
         log.warning("skipped %d examples without a positive%s", cols.skipped,
-                    " or without hard negatives" if negatives_per_query else "")
+                    " or without hard negatives" if config.negatives_per_query else "")
 
     out = Path(out_dir)
     if not resume:
@@ -380,52 +313,34 @@ def train_dual_encoder(
         "data_sha256": _columns_digest(cols.columns),
         "eval_set": {"name": eval_set.name, "queries": len(eval_set.queries), "corpus": len(eval_set.corpus),
                      "sha256": eval_set.digest()} if eval_set else None,
-        "negatives_per_query": negatives_per_query,
-        "loss": loss,
-        "mini_batch_size": mini_batch_size if loss == "cached-mnrl" else None,
-        "similarity": similarity,
-        "scale": scale,
-        "gather_across_devices": gather_across_devices,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "lr": lr,
-        "warmup_steps": warmup_steps,
-        "weight_decay": weight_decay,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "seed": seed,
-        "dtype": str(torch_dtype).removeprefix("torch."),
+        **config.recorded(torch_dtype),
     }
-    start_artifact(out, STAGE, params)
+    start_artifact(out, Stage.TRAIN, params)
     model_dir = out / MODEL_DIR
     if is_done(out):
         log.info("%s: already trained", out)
         return model_dir
 
     args = trainer_arguments(
-        SentenceTransformerTrainingArguments, out, epochs=epochs, max_steps=max_steps, lr=lr,
-        batch_size=batch_size, grad_accum=grad_accum, seed=seed, dtype=torch_dtype, device=torch_device,
-        save_steps=save_steps, keep_checkpoints=keep_checkpoints, evaluate=eval_set is not None,
-        eval_steps=eval_steps, logging_steps=logging_steps, fp16_problem="contrastive training needs bf16 or fp32",
-        warmup_steps=warmup_steps, weight_decay=weight_decay, torch_compile=torch_compile,
-        dataloader_drop_last=gather_across_devices,  # all_gather needs equal batches on every device
+        SentenceTransformerTrainingArguments, config, out / CHECKPOINTS_DIR, device=torch_device,
+        dtype=torch_dtype, evaluate=eval_set is not None, fp16_problem="contrastive training needs bf16 or fp32",
     )
 
     checkpoint, state, finished = resume_point(out)
-    torch.manual_seed(seed)  # any randomly initialised module (none for BERT-like towers) is seeded too
+    torch.manual_seed(config.seed)  # any randomly initialised module (none for BERT-like towers) is seeded too
     model = build_sentence_transformer(spec, device=str(torch_device), checkpoint=checkpoint if finished else None)
 
     from datasets import Dataset
 
     names = list(cols.columns)
     train_dataset = Dataset.from_dict(cols.columns)
-    evaluator = _evaluator(eval_set, spec, similarity, batch_size) if eval_set else None
+    evaluator = _evaluator(eval_set, spec, config.similarity, config.batch_size) if eval_set else None
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        loss=make_loss(model, loss=loss, similarity=similarity, scale=scale, mini_batch_size=mini_batch_size,
-                       gather_across_devices=gather_across_devices),
+        loss=make_loss(model, loss=config.loss, similarity=config.similarity, scale=config.scale,
+                       mini_batch_size=config.mini_batch_size, gather_across_devices=config.gather_across_devices),
         evaluator=evaluator,
         data_collator=_collator(model, spec, names),
         callbacks=list(callbacks),

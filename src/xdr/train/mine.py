@@ -50,8 +50,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xdr import __version__
-from xdr.artifacts import atomic_path, input_fingerprint, write_json_atomic
+from xdr.artifacts import Stage, atomic_path, input_fingerprint, write_sidecar_meta
 from xdr.data import lookup_passages, read_passages
 from xdr.data.schema import Passage, TrainingExample
 from xdr.encode import TextEncoder, encode_passages
@@ -79,12 +78,6 @@ class BM25Settings:
 def _query_seed(seed: int, qid: str) -> int:
     """Per-query seed of random sampling: a query's negatives do not depend on the other queries."""
     return int.from_bytes(hashlib.blake2b(f"xdr.mine\x1f{seed}\x1f{qid}".encode(), digest_size=8).digest(), "big")
-
-
-def meta_path(out_path: str | Path) -> Path:
-    """The sidecar that records how ``out_path`` was made: ``<out>.meta.json``."""
-    out = Path(out_path)
-    return out.with_name(out.name + ".meta.json")
 
 
 @dataclass
@@ -328,21 +321,16 @@ def mine_hard_negatives(
     }
     if source is not None:
         inputs["training"] = input_fingerprint(source)
-    meta = {
-        "stage": "mine",
-        "xdr_version": __version__,
-        "params": {
-            "method": method, **ranked.info, "depth": depth, "n_negatives": n_negatives, "skip_top": skip_top,
-            "margin": margin, "relative_margin": relative_margin, "answer_check": answer_check,
-            "sampling": sampling, "seed": seed, "search_texts": len(search_texts) if search_texts else 0,
-        },
-        "inputs": inputs,
-        "counts": {
-            "queries": written, "skipped_no_positive": no_positive, "candidates": candidates,
-            "dropped": {r: dropped.get(r, 0) for r in REASONS}, "negatives": negatives_total,
-            "queries_without_negatives": without_negatives,
-            "positive_score_unknown": sum(1 for p in ranked.positive_scores if p is None),
-        },
+    params = {
+        "method": method, **ranked.info, "depth": depth, "n_negatives": n_negatives, "skip_top": skip_top,
+        "margin": margin, "relative_margin": relative_margin, "answer_check": answer_check,
+        "sampling": sampling, "seed": seed, "search_texts": len(search_texts) if search_texts else 0,
     }
-    write_json_atomic(meta_path(out), meta)
+    counts = {
+        "queries": written, "skipped_no_positive": no_positive, "candidates": candidates,
+        "dropped": {r: dropped.get(r, 0) for r in REASONS}, "negatives": negatives_total,
+        "queries_without_negatives": without_negatives,
+        "positive_score_unknown": sum(1 for p in ranked.positive_scores if p is None),
+    }
+    write_sidecar_meta(out, Stage.MINE, params, inputs=inputs, counts=counts)
     return out

@@ -38,8 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from xdr import __version__
-from xdr.artifacts import atomic_path, input_fingerprint, write_json_atomic
+from xdr.artifacts import Stage, atomic_path, input_fingerprint, write_sidecar_meta
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.artifact import read_generated
@@ -179,28 +178,26 @@ def synthesize_pairs(
                 pairs[lang] += 1
 
     strata_name = getattr(strata, "__name__", "callable") if callable(strata) else strata
-    meta = {
-        "stage": "synthesize",
-        "xdr_version": __version__,
-        "params": {
-            "generator": generator.name,
-            "generator_config": generator.config,
-            "langs": codes,
-            "sample_size": sample_size,
-            "seed": seed,
-            "strata": strata_name,
-            "length_edges": list(LENGTH_EDGES) if strata_name == "length" else None,
-            "shared_sample": shared_sample,
-            "filters": filters.as_dict() if filters else None,
-            "queries_per_passage": 1,
-        },
-        "inputs": {"corpus": input_fingerprint(source) if source is not None else None},
-        "sampling": sampling,
-        "generate_artifacts": {lang: str(path) for lang, path in artifacts.items()},
-        "counts": {
+    params = {
+        "generator": generator.name,
+        "generator_config": generator.config,
+        "langs": codes,
+        "sample_size": sample_size,
+        "seed": seed,
+        "strata": strata_name,
+        "length_edges": list(LENGTH_EDGES) if strata_name == "length" else None,
+        "shared_sample": shared_sample,
+        "filters": filters.as_dict() if filters else None,
+        "queries_per_passage": 1,
+    }
+    write_sidecar_meta(
+        out, Stage.SYNTHESIZE, params,
+        inputs={"corpus": input_fingerprint(source) if source is not None else None},
+        sampling=sampling,
+        generate_artifacts={lang: str(path) for lang, path in artifacts.items()},
+        counts={
             lang: {"sampled": len(samples[SHARED if shared_sample else lang]), "pairs": pairs[lang]}
             for lang in codes
         },
-    }
-    write_json_atomic(out.with_name(out.name + ".meta.json"), meta)
+    )
     return out

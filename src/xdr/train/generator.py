@@ -6,7 +6,8 @@ exactly what it learned to answer; the target is the question. Pairs come from a
 reads (XOR-TyDi gold paragraphs and XQuAD in SQuAD format, SWIM-IR, DPR, Tevatron) or from in-memory
 :class:`TrainingExample` iterables.
 
-The artifact directory holds ``meta.json`` (stage, sources with fingerprints, hyper-parameters, seed),
+Settings come as one :class:`~xdr.train.args.GeneratorTrainingConfig`. The artifact directory holds
+``meta.json`` (stage, sources with fingerprints, the config as the run used it),
 ``checkpoints/`` while training (HF Trainer checkpoints with optimizer, scheduler and RNG states, so a
 killed run resumes exactly where its last checkpoint left off), then ``model/`` (weights and tokenizer,
 which ``Seq2SeqGenerator(model=...)`` loads) and ``_DONE``.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +26,6 @@ import torch
 from torch.utils.data import Dataset
 from transformers import (
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
     PreTrainedTokenizerBase,
     Seq2SeqTrainer,
@@ -34,43 +33,24 @@ from transformers import (
     TrainerCallback,
 )
 
-from xdr.artifacts import input_fingerprint, is_done, start_artifact
-from xdr.config import DType
-from xdr.data import detect_format, read_training
+from xdr.artifacts import Stage, input_fingerprint, is_done, start_artifact
 from xdr.data.schema import Passage, TrainingExample
 from xdr.errors import XdrError
-from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, seq2seq_prompt
-from xdr.langs import normalize_lang
+from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, load_tokenizer, seq2seq_prompt
 from xdr.runtime import resolve_device, resolve_dtype
-from xdr.train.checkpoints import (
-    MODEL_DIR,
-    clear_stage,
-    publish_model,
-    require_positive,
-    resume_point,
-    train_or_resume,
-    trainer_arguments,
-)
+from xdr.train.args import GeneratorTrainingConfig, trainer_arguments
+from xdr.train.checkpoints import CHECKPOINTS_DIR, MODEL_DIR, clear_stage, publish_model, resume_point, train_or_resume
+from xdr.train.sources import TrainingSource
 
 log = logging.getLogger(__name__)
 
-STAGE = "train-generator"
 # Formats whose rows need not say what language their questions are in. A default there would, e.g.,
 # pair "Generate a English question" with Japanese targets, so the language must be given.
 UNLABELLED_FORMATS = ("squad", "dpr", "tevatron")
 
-
-class Source(NamedTuple):
-    """A training file: ``format`` as :func:`xdr.data.read_training` names it (``None``: detect), and
-    ``lang`` the question language, required for SQuAD, DPR and Tevatron, refused for SWIM-IR (whose
-    rows record it)."""
-
-    path: str | Path
-    format: str | None = None
-    lang: str | None = None
-
-
-SourceLike = Source | tuple[str | Path, str | None, str | None] | Iterable[TrainingExample]
+# A training file (its language required for SQuAD, DPR and Tevatron, refused for SWIM-IR, whose rows
+# record it), or training examples in memory.
+SourceLike = TrainingSource | Iterable[TrainingExample]
 
 
 class QuestionPair(NamedTuple):
@@ -81,10 +61,6 @@ class QuestionPair(NamedTuple):
     lang: str
 
 
-def _is_file(source: SourceLike) -> bool:
-    return isinstance(source, tuple) and bool(source) and isinstance(source[0], str | os.PathLike)
-
-
 def read_source(source: SourceLike) -> tuple[list[QuestionPair], dict[str, Any]]:
     """The question pairs of one source, and its provenance record for ``meta.json``.
 
@@ -93,19 +69,14 @@ def read_source(source: SourceLike) -> tuple[list[QuestionPair], dict[str, Any]]
     question was not written.
     """
     examples: Iterable[TrainingExample]
-    if _is_file(source):
-        path, fmt, lang = Source(*source)
-        if not Path(path).exists():
-            raise XdrError(f"{path}: no such file")
-        fmt = fmt or detect_format(path)
-        if fmt == "swimir" and lang is not None:
-            raise XdrError(f"{path}: SWIM-IR rows record their own language; give no language for this file")
-        if fmt in UNLABELLED_FORMATS and lang is None:
-            raise XdrError(f"{path}: {fmt} files do not record the question language; give one (e.g. 'ja')")
-        examples = read_training(path, fmt, lang=lang or "en")  # "en" only for SWIM-IR, which ignores it
-        record: dict[str, Any] = {
-            **input_fingerprint(path), "format": fmt, "lang": normalize_lang(lang) if lang else None
-        }
+    if isinstance(source, TrainingSource):
+        file = source.detected()
+        if file.format == "swimir" and file.lang is not None:
+            raise XdrError(f"{file.path}: SWIM-IR rows record their own language; give no language for this file")
+        if file.format in UNLABELLED_FORMATS and file.lang is None:
+            raise XdrError(f"{file.path}: {file.format} files do not record the question language; "
+                           "give one (e.g. 'ja')")
+        examples, record = file.examples(), file.record()
     else:
         examples, record = source, {"path": None}
     pairs = [QuestionPair(ex.positives[0], ex.query.text, ex.query.lang) for ex in examples if ex.positives]
@@ -179,66 +150,41 @@ def train_generator(
     sources: Sequence[SourceLike],
     model: str,
     out_dir: str | Path,
+    config: GeneratorTrainingConfig | None = None,
     *,
     revision: str | None = None,
-    epochs: float = 3.0,
-    max_steps: int | None = None,
-    lr: float = 1e-4,
-    batch_size: int = 8,
-    grad_accum: int = 1,
-    max_input_length: int = 512,
-    max_target_length: int = 64,
-    seed: int = 42,
-    dtype: DType = "auto",
-    device: str | None = None,
     eval_sources: Sequence[SourceLike] = (),
-    eval_fraction: float = 0.0,
-    save_steps: int = 500,
-    keep_checkpoints: int = 2,
-    logging_steps: int = 50,
     resume: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
-    """Fine-tune the seq2seq ``model`` (hub id or local directory) on ``sources``; return the model dir.
+    """Fine-tune the seq2seq ``model`` (hub id or local directory, at ``revision``) on ``sources`` with
+    ``config`` (default: :class:`GeneratorTrainingConfig`'s defaults); return the model dir.
 
-    ``max_steps`` overrides ``epochs``. ``dtype``: ``auto`` trains with bf16 autocast on a GPU that has it
-    and in fp32 elsewhere; ``float16`` is refused (mT5 overflows). Weights are always loaded in fp32, as
-    mixed precision needs fp32 master weights whatever dtype a checkpoint was stored in. ``device``
-    ``cpu`` forces CPU training; otherwise the Trainer uses the GPU if there is one.
-
-    The eval set is ``eval_sources`` or, with ``eval_fraction``, the share of passages :func:`held_out`
-    picks; eval loss is logged every ``save_steps`` and at the end. A rerun with the same settings resumes
-    from the last complete checkpoint (a finished one returns at once); other settings are refused, and
-    ``resume=False`` discards the earlier run instead. Checkpoints are deleted once ``model/`` and
-    ``_DONE`` are written: they hold optimizer states (about 3x the weights) and nothing resumes from them.
-    ``callbacks`` are passed to the Trainer.
+    The eval set is ``eval_sources`` or, with ``config.eval_fraction``, the share of passages
+    :func:`held_out` picks; eval loss is logged every ``eval_steps`` (default ``save_steps``) and at the
+    end. A rerun with the same settings resumes from the last complete checkpoint (a finished one returns
+    at once); other settings are refused, and ``resume=False`` discards the earlier run instead.
+    Checkpoints are deleted once ``model/`` and ``_DONE`` are written: they hold optimizer states (about
+    3x the weights) and nothing resumes from them. ``callbacks`` are passed to the Trainer.
     """
-    require_positive(
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        max_input_length=max_input_length, max_target_length=max_target_length, save_steps=save_steps,
-        keep_checkpoints=keep_checkpoints, logging_steps=logging_steps,
-    )
-    if not 0.0 <= eval_fraction < 1.0:
-        raise XdrError(f"eval_fraction must be in [0, 1), not {eval_fraction}")
-    if eval_fraction and eval_sources:
+    config = config or GeneratorTrainingConfig()
+    if config.eval_fraction and eval_sources:
         raise XdrError("give either eval sources or an eval fraction, not both")
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device, fp16_problem=FP16_PROBLEM)
+    torch_device = resolve_device(config.device)
+    torch_dtype = resolve_dtype(config.dtype, torch_device, fp16_problem=FP16_PROBLEM)
     out = Path(out_dir)
     args = trainer_arguments(
-        Seq2SeqTrainingArguments, out, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-        grad_accum=grad_accum, seed=seed, dtype=torch_dtype, device=torch_device, save_steps=save_steps,
-        keep_checkpoints=keep_checkpoints, evaluate=bool(eval_sources or eval_fraction), eval_steps=None,
-        logging_steps=logging_steps, fp16_problem=FP16_PROBLEM,
+        Seq2SeqTrainingArguments, config, out / CHECKPOINTS_DIR, device=torch_device, dtype=torch_dtype,
+        evaluate=bool(eval_sources or config.eval_fraction), fp16_problem=FP16_PROBLEM,
     )
 
     train_pairs, train_records = read_sources(sources)
     eval_pairs, eval_records = read_sources(eval_sources)
-    if eval_fraction:
-        eval_pairs = [p for p in train_pairs if held_out(p.passage, eval_fraction)]
-        train_pairs = [p for p in train_pairs if not held_out(p.passage, eval_fraction)]
+    if fraction := config.eval_fraction:
+        eval_pairs = [p for p in train_pairs if held_out(p.passage, fraction)]
+        train_pairs = [p for p in train_pairs if not held_out(p.passage, fraction)]
         if not eval_pairs:
-            raise XdrError(f"eval_fraction {eval_fraction} holds out no passage; raise it or give eval data")
+            raise XdrError(f"eval_fraction {fraction} holds out no passage; raise it or give eval data")
     if eval_sources and not eval_pairs:
         raise XdrError("the eval sources hold no question with a passage")
     if not train_pairs:
@@ -253,21 +199,12 @@ def train_generator(
         "prompt": PROMPT,
         "sources": train_records,
         "eval_sources": eval_records,
-        "eval_fraction": eval_fraction,
         "train_pairs": len(train_pairs),
         "eval_pairs": len(eval_pairs),
         "data_sha256": _data_digest([*train_pairs, *eval_pairs]),
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "lr": lr,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "max_input_length": max_input_length,
-        "max_target_length": max_target_length,
-        "seed": seed,
-        "dtype": str(torch_dtype).removeprefix("torch."),
+        **config.recorded(torch_dtype),
     }
-    start_artifact(out, STAGE, params)
+    start_artifact(out, Stage.TRAIN_GENERATOR, params)
     model_dir = out / MODEL_DIR
     if is_done(out):
         log.info("%s: already trained", out)
@@ -275,7 +212,7 @@ def train_generator(
 
     checkpoint, state, finished = resume_point(out)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+        tokenizer = load_tokenizer(model, revision)
         network = AutoModelForSeq2SeqLM.from_pretrained(
             checkpoint if finished else model, revision=None if finished else revision, dtype=torch.float32
         )
@@ -287,9 +224,8 @@ def train_generator(
     network.accepts_loss_kwargs = False
 
     def dataset(pairs: Sequence[QuestionPair]) -> QuestionGenerationDataset:
-        return QuestionGenerationDataset(
-            pairs, tokenizer, max_input_length=max_input_length, max_target_length=max_target_length
-        )
+        return QuestionGenerationDataset(pairs, tokenizer, max_input_length=config.max_input_length,
+                                         max_target_length=config.max_target_length)
 
     trainer = Seq2SeqTrainer(
         model=network,
