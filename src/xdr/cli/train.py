@@ -27,16 +27,9 @@ from xdr.cli.options import (
     model_spec,
     out,
 )
-from xdr.langs import LANGUAGES, XQUAD_R_DEV_LANGS, parse_langs
+from xdr.langs import XQUAD_R_DEV_LANGS, parse_langs
 
 app = typer.Typer()
-
-
-def _source_arg(arg: str) -> tuple[str, None, str | None]:
-    """``[LANG:]PATH`` as (path, format (detected), lang): LANG names the question language of a file that
-    does not record it (SQuAD, DPR)."""
-    lang, _, path = arg.partition(":")
-    return (path, None, lang) if path and lang in LANGUAGES else (arg, None, None)
 
 
 @app.command(
@@ -159,7 +152,9 @@ def train_cmd(
 ) -> None:
     """Fine-tune a dual encoder with contrastive InfoNCE over in-batch and hard negatives; resumes after a kill."""
     dev_codes = parse_langs(dev_langs, "--dev-langs")
-    from xdr.train.dual import DualSource, EvalSet, train_dual_encoder
+    from xdr.train.args import DualTrainingConfig
+    from xdr.train.dual import EvalSet, train_dual_encoder
+    from xdr.train.sources import TrainingSource
 
     spec = model_spec(
         model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
@@ -171,11 +166,14 @@ def train_cmd(
 
         eval_set = EvalSet.from_xquad_r(read_xquad_r(dev_xquad_r, dev_codes), spec.title_separator)
     path = train_dual_encoder(
-        [DualSource(*_source_arg(t)) for t in train], spec, out_dir, negatives_per_query=negatives, loss=loss,
-        mini_batch_size=mini_batch_size, similarity=similarity, scale=scale,
-        gather_across_devices=gather_across_devices, epochs=epochs, max_steps=max_steps, lr=lr,
-        warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-        dtype=spec.dtype, device=device, torch_compile=torch_compile, eval_set=eval_set, save_steps=save_steps,
+        [TrainingSource.parse(t) for t in train], spec, out_dir,
+        DualTrainingConfig(
+            negatives_per_query=negatives, loss=loss, mini_batch_size=mini_batch_size, similarity=similarity,
+            scale=scale, gather_across_devices=gather_across_devices, epochs=epochs, max_steps=max_steps, lr=lr,
+            warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed, dtype=spec.dtype,
+            device=device, torch_compile=torch_compile, save_steps=save_steps,
+        ),
+        eval_set=eval_set,
     )
     out.print(f"model: {path}")
 
@@ -201,11 +199,15 @@ def train_generator_cmd(
     device: DeviceOpt = None,
 ) -> None:
     """Fine-tune a seq2seq query generator on (passage, question, language) triples; resumes after a kill."""
-    from xdr.generate import Source, train_generator
+    from xdr.train.args import GeneratorTrainingConfig
+    from xdr.train.generator import train_generator
+    from xdr.train.sources import TrainingSource
 
     path = train_generator(
-        [Source(*_source_arg(t)) for t in train], model, out_dir, epochs=epochs, max_steps=max_steps, lr=lr,
-        batch_size=batch_size, grad_accum=grad_accum, seed=seed, save_steps=save_steps,
-        eval_fraction=eval_fraction, dtype=dtype or "auto", device=device,
+        [TrainingSource.parse(t) for t in train], model, out_dir,
+        GeneratorTrainingConfig(
+            epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
+            save_steps=save_steps, eval_fraction=eval_fraction, dtype=dtype or "auto", device=device,
+        ),
     )
     out.print(f"generator: {path}")

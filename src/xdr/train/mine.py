@@ -53,10 +53,11 @@ import numpy as np
 from xdr.artifacts import Stage, atomic_path, input_fingerprint, write_sidecar_meta
 from xdr.data import lookup_passages, read_passages
 from xdr.data.schema import Passage, TrainingExample
-from xdr.encode import TextEncoder, encode_passages
+from xdr.data.xor import span_answers
+from xdr.encode import encode_passages
 from xdr.errors import XdrError
-from xdr.evaluate.rkt import span_answers
 from xdr.index import DenseIndex, build_index, load_index
+from xdr.models.base import TextEncoder
 
 Method = Literal["dense", "bm25"]
 Sampling = Literal["top", "random"]
