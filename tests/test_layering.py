@@ -130,3 +130,20 @@ def test_no_source_file_is_too_long() -> None:
 def test_import_xdr_does_not_load_torch() -> None:
     code = "import sys, xdr; assert 'torch' not in sys.modules, 'torch'; assert xdr.__version__"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_function_takes_a_long_parameter_list() -> None:
+    """Past a dozen parameters a settings object carries the rest (FusionSettings, MiningSettings, the
+    trainer configs); the CLI's commands are exempt, since each option is a parameter there."""
+    limit = 12
+    long = []
+    for path in (SRC / "xdr").rglob("*.py"):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs) if x.arg not in ("self", "cls")]
+                if len(names) > limit:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({len(names)})")
+    assert not long, f"functions with over {limit} parameters: {long}"

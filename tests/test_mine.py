@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from test_encode import HashEncoder
 
 from xdr.artifacts import sidecar_path
@@ -15,7 +16,7 @@ from xdr.data.schema import Passage, Query, TrainingExample
 from xdr.encode import encode_passages
 from xdr.errors import MismatchError, XdrError
 from xdr.index import build_index
-from xdr.train.mine import BM25Settings, mine_hard_negatives
+from xdr.train.mine import BM25Settings, MiningSettings, mine_hard_negatives
 
 POS = Passage("pos", "Berlin is the capital city of Germany")
 CORPUS = [
@@ -26,12 +27,17 @@ CORPUS = [
     Passage("n2", "the city of Germany"),
     *[Passage(f"f{i}", f"unrelated text about cooking pasta number {i}") for i in range(12)],
 ]
+BM25 = MiningSettings(method="bm25")
 EXAMPLE = TrainingExample(Query("q0", "de", "capital city of Germany", ("Berlin",)), (POS,))
 
 
 def mine(tmp_path: Path, examples: list[TrainingExample] | None = None, **kw: Any) -> tuple[list, dict]:
-    args: dict[str, Any] = {"encoder": HashEncoder(dim=64), "depth": len(CORPUS), "n_negatives": None} | kw
-    out = mine_hard_negatives(examples or [EXAMPLE], CORPUS, tmp_path / "mined.jsonl", **args)
+    """Mine with ``kw`` split into MiningSettings fields and the call's own keywords."""
+    settings = {"depth": len(CORPUS), "n_negatives": None} | {k: v for k, v in kw.items()
+                                                              if k in MiningSettings.model_fields}
+    args: dict[str, Any] = {"encoder": HashEncoder(dim=64)} | {k: v for k, v in kw.items() if k not in settings}
+    out = mine_hard_negatives(examples or [EXAMPLE], CORPUS, tmp_path / "mined.jsonl", MiningSettings(**settings),
+                              **args)
     return list(read_training(out)), json.loads(sidecar_path(out).read_text())
 
 
@@ -91,8 +97,8 @@ def test_prebuilt_index_and_corpus_file_give_the_same_output(tmp_path: Path) -> 
     corpus_file = tmp_path / "corpus.jsonl"
     write_passages(corpus_file, CORPUS)
     ref, _ = mine(tmp_path / "a")
-    out = mine_hard_negatives([EXAMPLE], corpus_file, tmp_path / "b.jsonl", encoder=enc, index=index,
-                              depth=len(CORPUS), n_negatives=None)
+    out = mine_hard_negatives([EXAMPLE], corpus_file, tmp_path / "b.jsonl",
+                              MiningSettings(depth=len(CORPUS), n_negatives=None), encoder=enc, index=index)
     assert list(read_training(out)) == ref
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["params"]["index_built"] is False and meta["inputs"]["corpus"]["bytes"] > 0
@@ -119,8 +125,8 @@ def test_refusals(tmp_path: Path) -> None:
                             encoder=HashEncoder())
     with pytest.raises(XdrError, match="duplicate query id"):
         mine_hard_negatives([EXAMPLE, EXAMPLE], CORPUS, tmp_path / "x.jsonl", encoder=HashEncoder())
-    with pytest.raises(XdrError, match="unknown mining method"):
-        mine_hard_negatives([EXAMPLE], CORPUS, tmp_path / "x.jsonl", method="splade")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="method"):
+        MiningSettings(method="splade")  # type: ignore[arg-type]
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -137,8 +143,8 @@ EN_CORPUS = [
 
 def test_bm25_returns_lexically_similar_negatives(tmp_path: Path) -> None:
     ex = TrainingExample(Query("e1", "en", "Which iron tower stands in Paris?", ("1889",)), (EN_POS,))
-    out = mine_hard_negatives([ex], EN_CORPUS, tmp_path / "bm25.jsonl", method="bm25", depth=10,
-                              n_negatives=5)
+    out = mine_hard_negatives([ex], EN_CORPUS, tmp_path / "bm25.jsonl",
+                              MiningSettings(method="bm25", depth=10, n_negatives=5))
     got = list(read_training(out))
     assert {p.id for p in got[0].negatives} == {"vegas", "iron"}
     meta = json.loads(sidecar_path(out).read_text())
@@ -150,17 +156,18 @@ def test_bm25_returns_lexically_similar_negatives(tmp_path: Path) -> None:
 
 def test_bm25_with_translated_queries_and_margin(tmp_path: Path) -> None:
     ru = TrainingExample(Query("r1", "ru", "Какая железная башня стоит в Париже?"), (EN_POS,))
-    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "ru.jsonl", method="bm25")
+    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "ru.jsonl", BM25)
     [got_ru] = read_training(out)
     assert got_ru.negatives == ()  # a Russian query shares no term with English passages
-    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "ru.jsonl", method="bm25",
+    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "ru.jsonl", BM25,
                               search_texts={"r1": "Which iron tower stands in Paris?"})
     got = list(read_training(out))
     assert got[0].query.text == ru.query.text and got[0].query.lang == "ru"
     assert {p.id for p in got[0].negatives} == {"vegas", "iron"}
 
-    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "m.jsonl", method="bm25", margin=1e6,
-                              bm25=BM25Settings(stemmer=None), search_texts={"r1": "iron tower Paris"})
+    out = mine_hard_negatives([ru], EN_CORPUS, tmp_path / "m.jsonl",
+                              MiningSettings(method="bm25", margin=1e6, bm25=BM25Settings(stemmer=None)),
+                              search_texts={"r1": "iron tower Paris"})
     meta = json.loads(sidecar_path(out).read_text())
     [got_m] = read_training(out)
     assert got_m.negatives == () and meta["counts"]["dropped"]["margin"] == 2

@@ -12,6 +12,7 @@ import warnings
 from typing import TextIO
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
@@ -58,6 +59,10 @@ def main() -> None:
         app()
     except XdrError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ValidationError as e:  # a settings object (FusionSettings, a trainer config) refused a value
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        err.print(f"[red]error:[/red] invalid {e.title} ({problems})", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted: completed shards are kept; run the same command again to resume")

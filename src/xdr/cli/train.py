@@ -58,7 +58,7 @@ def mine_cmd(
 ) -> None:
     """Mine hard negatives, filtering false negatives by answer string and score margin."""
     from xdr.data import read_training
-    from xdr.train.mine import mine_hard_negatives
+    from xdr.train.mine import MiningSettings, mine_hard_negatives
 
     encoder = None
     if method == "dense":
@@ -66,10 +66,12 @@ def mine_cmd(
 
         encoder = Encoder.load(model_spec(model), device=device)
     path = mine_hard_negatives(
-        read_training(train, lang=lang or "en"), corpus, out_path, method=method, encoder=encoder,
-        index=index_dir, work_dir=work_dir, depth=depth, n_negatives=n_negatives, skip_top=skip_top,
-        margin=margin, relative_margin=relative_margin, answer_check=answer_check, seed=seed,
-        batch_size=batch_size, source=train, progress=True,
+        read_training(train, lang=lang or "en"), corpus, out_path,
+        MiningSettings(
+            method=method, depth=depth, n_negatives=n_negatives, skip_top=skip_top, margin=margin,
+            relative_margin=relative_margin, answer_check=answer_check, seed=seed, batch_size=batch_size,
+        ),
+        encoder=encoder, index=index_dir, work_dir=work_dir, source=train, progress=True,
     )
     out.print(f"mined: {path}")
 

@@ -43,12 +43,13 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from xdr.artifacts import Stage, atomic_path, input_fingerprint, write_sidecar_meta
 from xdr.data import lookup_passages, read_passages
@@ -65,15 +66,35 @@ REASONS = ("positive", "skip_top", "no_match", "answer", "margin", "surplus")
 QUERY_CHUNK = 4096  # queries encoded and searched per call
 
 
-@dataclass(frozen=True)
-class BM25Settings:
+class BM25Settings(BaseModel):
     """BM25 parameters; the defaults are Anserini/Pyserini's (k1 0.9, b 0.4), which DPR's negatives used."""
 
-    k1: float = 0.9
-    b: float = 0.4
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k1: float = Field(default=0.9, ge=0.0, allow_inf_nan=False)
+    b: float = Field(default=0.4, ge=0.0, le=1.0)
     method: str = "lucene"
     stopwords: str | None = "en"
     stemmer: str | None = "english"
+
+
+class MiningSettings(BaseModel):
+    """How negatives are chosen; recorded in the mined file's sidecar meta. See the module docstring for
+    the filters, in the order they apply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Method = "dense"
+    depth: int = Field(default=100, ge=1, description="results examined per query, positives included")
+    n_negatives: int | None = Field(default=30, ge=1, description="negatives kept per query (None: all)")
+    skip_top: int = Field(default=0, ge=0, description="top non-positive results skipped")
+    margin: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    relative_margin: float | None = Field(default=None, ge=0.0, lt=1.0)
+    answer_check: bool = True
+    sampling: Sampling = "top"
+    seed: int = 42
+    batch_size: int = Field(default=128, ge=1, description="queries per encoder call (dense)")
+    bm25: BM25Settings = BM25Settings()
 
 
 def _query_seed(seed: int, qid: str) -> int:
@@ -91,15 +112,15 @@ class _Ranked:
     info: dict[str, Any]
 
 
-def _stream_corpus(corpus: str | Path | Sequence[Passage], fmt: str | None) -> Iterator[Passage]:
+def _stream_corpus(corpus: str | Path | Sequence[Passage]) -> Iterator[Passage]:
     if isinstance(corpus, str | Path):
-        return read_passages(corpus, fmt, check_duplicates=False)
+        return read_passages(corpus, check_duplicates=False)
     return iter(corpus)
 
 
 def _dense_rank(
     examples: Sequence[TrainingExample], texts: Sequence[str], corpus: str | Path | Sequence[Passage],
-    corpus_format: str | None, encoder: TextEncoder | None, index: str | Path | DenseIndex | None,
+    encoder: TextEncoder | None, index: str | Path | DenseIndex | None,
     work_dir: str | Path | None, depth: int, batch_size: int, progress: bool,
 ) -> _Ranked:
     if encoder is None:
@@ -111,7 +132,7 @@ def _dense_rank(
                 work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="xdr-mine-"))
             wd = Path(work_dir)
             source = input_fingerprint(corpus) if isinstance(corpus, str | Path) else None
-            emb = encode_passages(_stream_corpus(corpus, corpus_format), encoder, wd / "embeddings",
+            emb = encode_passages(_stream_corpus(corpus), encoder, wd / "embeddings",
                                   source=source, batch_size=batch_size, progress=progress)
             index = build_index(emb, wd / "index", "Flat", progress=progress)
         dense = index if isinstance(index, DenseIndex) else load_index(index)
@@ -179,7 +200,7 @@ def _bm25_rank(
         scores.append(s[top].astype(float).tolist())
         known = [float(s[row[p.id]]) for p in ex.positives if p.id in row]
         pos_scores.append(min(known) if len(known) == len(ex.positives) else None)
-    info = {"bm25": asdict(settings), "bm25s": version("bm25s"),
+    info = {"bm25": settings.model_dump(), "bm25s": version("bm25s"),
             "pystemmer": version("PyStemmer") if stemmer is not None else None}
     return _Ranked(ids, scores, pos_scores, info)
 
@@ -195,44 +216,28 @@ def mine_hard_negatives(
     examples: Iterable[TrainingExample],
     corpus: str | Path | Iterable[Passage],
     out_path: str | Path,
+    settings: MiningSettings | None = None,
     *,
-    method: Method = "dense",
     encoder: TextEncoder | None = None,
     index: str | Path | DenseIndex | None = None,
     work_dir: str | Path | None = None,
-    corpus_format: str | None = None,
-    depth: int = 100,
-    n_negatives: int | None = 30,
-    skip_top: int = 0,
-    margin: float | None = None,
-    relative_margin: float | None = None,
-    answer_check: bool = True,
-    sampling: Sampling = "top",
-    seed: int = 42,
     search_texts: Mapping[str, str] | None = None,
-    bm25: BM25Settings | None = None,
-    batch_size: int = 128,
     source: str | Path | None = None,
     progress: bool = False,
 ) -> Path:
     """Mine hard negatives for ``examples`` from ``corpus`` into Tevatron JSONL at ``out_path``.
 
-    ``corpus`` is a file (any passage format ``read_passages`` takes; ``corpus_format`` overrides the
-    detection) or passages in memory. Dense mining encodes the queries with ``encoder`` and searches
-    ``index`` (an index directory or a loaded DenseIndex made with the same model) or, without one, an
-    exact index it builds over the corpus in ``work_dir``. ``depth`` results are examined per query
-    (positives included); see the module docstring for the filters. ``search_texts`` replaces the text
-    searched for some query ids (e.g. English translations for BM25); the written query stays the
-    original. ``source`` (the training file) is fingerprinted into the meta. Returns ``out_path``.
+    ``corpus`` is a file (any passage format ``read_passages`` detects) or passages in memory. Dense
+    mining encodes the queries with ``encoder`` and searches ``index`` (an index directory or a loaded
+    DenseIndex made with the same model) or, without one, an exact index it builds over the corpus in
+    ``work_dir``. ``settings`` says how many results are examined and which are kept (see the module
+    docstring for the filters). ``search_texts`` replaces the text searched for some query ids (e.g.
+    English translations for BM25); the written query stays the original. ``source`` (the training
+    file) is fingerprinted into the meta. Returns ``out_path``.
     """
-    if method not in ("dense", "bm25"):
-        raise XdrError(f"unknown mining method {method!r}; choose dense or bm25")
-    if sampling not in ("top", "random"):
-        raise XdrError(f"unknown sampling {sampling!r}; choose top or random")
-    if depth < 1 or skip_top < 0 or (n_negatives is not None and n_negatives < 1):
-        raise XdrError(f"need depth >= 1, skip_top >= 0, n_negatives >= 1 (got {depth}, {skip_top}, {n_negatives})")
-    if (margin is not None and margin < 0) or (relative_margin is not None and not 0 <= relative_margin < 1):
-        raise XdrError("margin must be >= 0 and relative_margin in [0, 1)")
+    s = settings or MiningSettings()
+    method, depth, n_negatives, skip_top = s.method, s.depth, s.n_negatives, s.skip_top
+    margin, relative_margin, answer_check = s.margin, s.relative_margin, s.answer_check
     if method == "bm25" and index is not None:
         raise XdrError("an index is for dense mining; BM25 indexes the corpus itself")
     out = Path(out_path)
@@ -253,16 +258,14 @@ def mine_hard_negatives(
     corpus_src: str | Path | list[Passage] = corpus if isinstance(corpus, str | Path) else list(corpus)
 
     if method == "dense":
-        ranked = _dense_rank(exs, texts, corpus_src, corpus_format, encoder, index, work_dir, depth,
-                             batch_size, progress)
+        ranked = _dense_rank(exs, texts, corpus_src, encoder, index, work_dir, depth, s.batch_size, progress)
         needed = {d for row in ranked.ids for d in row}
-        texts_of = lookup_passages(_stream_corpus(corpus_src, corpus_format), needed)
+        texts_of = lookup_passages(_stream_corpus(corpus_src), needed)
     else:
-        settings = bm25 or BM25Settings()
-        passages = list(_stream_corpus(corpus_src, corpus_format))
+        passages = list(_stream_corpus(corpus_src))
         if not passages:
             raise XdrError("empty corpus: nothing to mine negatives from")
-        ranked = _bm25_rank(exs, texts, passages, settings, depth)
+        ranked = _bm25_rank(exs, texts, passages, s.bm25, depth)
         texts_of = {p.id: p for p in passages}
 
     dropped: Counter[str] = Counter()
@@ -297,10 +300,10 @@ def mine_hard_negatives(
                 dropped[reason] += 1
             chosen = survivors
             if n_negatives is not None and len(survivors) > n_negatives:
-                if sampling == "top":
+                if s.sampling == "top":
                     chosen = survivors[:n_negatives]
                 else:
-                    rng = np.random.default_rng(_query_seed(seed, ex.query.id))
+                    rng = np.random.default_rng(_query_seed(s.seed, ex.query.id))
                     pick = np.sort(rng.choice(len(survivors), size=n_negatives, replace=False))
                     chosen = [survivors[i] for i in pick]
                 dropped["surplus"] += len(survivors) - len(chosen)
@@ -325,7 +328,7 @@ def mine_hard_negatives(
     params = {
         "method": method, **ranked.info, "depth": depth, "n_negatives": n_negatives, "skip_top": skip_top,
         "margin": margin, "relative_margin": relative_margin, "answer_check": answer_check,
-        "sampling": sampling, "seed": seed, "search_texts": len(search_texts) if search_texts else 0,
+        "sampling": s.sampling, "seed": s.seed, "search_texts": len(search_texts) if search_texts else 0,
     }
     counts = {
         "queries": written, "skipped_no_positive": no_positive, "candidates": candidates,
