@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -31,7 +32,12 @@ def _stores(tmp_path, n_pass=7, dim=4, per_doc=None, shard_size=3):
     return pids, pvec, qids, qvec
 
 
-def _expected(pids, pvec, qids, qvec, alpha, mode, langs=None):
+def _mean(alpha: float) -> FusionSettings:
+    """Mean fusion without re-normalisation, so results compare with the plain formula."""
+    return FusionSettings(alpha=alpha, mode="mean", renormalize=False)
+
+
+def _expected(pids, pvec, qids, qvec, alpha, mode, langs=None, renormalize=False):
     out = pvec.copy()
     for i, p in enumerate(pids):
         rows = [j for j, q in enumerate(qids) if split_generated_id(q)[0] == p
@@ -39,7 +45,7 @@ def _expected(pids, pvec, qids, qvec, alpha, mode, langs=None):
         if rows:
             f = qvec[rows].sum(0) if mode == "sum" else qvec[rows].mean(0)
             out[i] = (1 - alpha) * pvec[i] + alpha * f
-    return out
+    return out / np.linalg.norm(out, axis=1, keepdims=True) if renormalize else out
 
 
 def test_fuse_sum_is_the_papers_formula_and_mean_divides_by_the_count() -> None:
@@ -69,14 +75,31 @@ def test_sum_fusion_lets_the_query_count_decide_and_mean_does_not() -> None:
     assert m[0] == pytest.approx(m[1])
 
 
-@pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_augment_streams_shards_and_matches_the_formula(tmp_path, mode) -> None:
+@pytest.mark.parametrize(("mode", "renormalize"), [("sum", False), ("mean", False), ("mean", True)])
+def test_augment_streams_shards_and_matches_the_formula(tmp_path, mode, renormalize) -> None:
     pids, pvec, qids, qvec = _stores(tmp_path)
-    out = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.3, mode=mode),
-                  chunk_size=2, progress=False)
+    fusion = FusionSettings(alpha=0.3, mode=mode, renormalize=renormalize)
+    out = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", fusion, chunk_size=2, progress=False)
     ids, emb = load_embeddings(out)
     assert ids == pids
-    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.3, mode), rtol=1e-5)
+    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.3, mode, renormalize=renormalize),
+                               rtol=1e-5)
+
+
+def test_the_default_is_the_measured_best_form_and_sum_over_uneven_counts_warns(tmp_path) -> None:
+    """The default was the paper's sum at alpha 0.01, which let query counts rank passages."""
+    from xdr.errors import XdrWarning
+
+    assert (FusionSettings().mode, FusionSettings().alpha, FusionSettings().renormalize) == ("mean", 0.3, True)
+    per_doc = {"d0": [("de", 0)], "d1": [("de", 0), ("de", 1), ("ja", 0)]}
+    pids, pvec, qids, qvec = _stores(tmp_path, n_pass=3, per_doc=per_doc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default form says nothing
+        _, emb = load_embeddings(augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", progress=False))
+    np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.3, "mean", renormalize=True), rtol=1e-5)
+    with pytest.warns(XdrWarning, match=r"uneven query counts \(1 to 3 per passage\)"):
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "s", FusionSettings(alpha=0.01, mode="sum"),
+                progress=False)
 
 
 @pytest.mark.parametrize("langs", [["ja"], [" JA "], ["ja-JP", "ja"]])
@@ -85,7 +108,7 @@ def test_language_restriction_and_passages_without_queries(tmp_path, langs: list
     per_doc = {"d0": [("de", 0), ("ja", 0)], "d2": [("ja", 0), ("ja", 1)], "d3": [("de", 0)]}
     pids, pvec, qids, qvec = _stores(tmp_path, n_pass=5, per_doc=per_doc)
     out = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a",
-                  FusionSettings(alpha=0.5, mode="mean", langs=langs), progress=False)
+                  FusionSettings(alpha=0.5, mode="mean", langs=langs, renormalize=False), progress=False)
     _, emb = load_embeddings(out)
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.5, "mean", {"ja"}), rtol=1e-5)
     np.testing.assert_array_equal(emb[3], pvec[3])  # only a German query: untouched under --langs ja
@@ -131,18 +154,18 @@ def test_resume_after_a_kill_keeps_finished_shards(tmp_path, monkeypatch) -> Non
 
     monkeypatch.setattr(importlib.import_module("xdr.augment"), "fuse", dying)  # the module, not xdr.augment()
     with pytest.raises(KeyboardInterrupt):
-        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.2, mode="mean"),
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", _mean(0.2),
                     progress=False)
     assert (tmp_path / "a" / "part-00000.npy").exists() and not (tmp_path / "a" / "part-00001.npy").exists()
     calls["n"] = -100  # the rerun must not die, and must not fuse shard 0 again
-    augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.2, mode="mean"),
+    augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", _mean(0.2),
                     progress=False)
     assert calls["n"] == -100 + 2  # shards 1 and 2 only
     ids, emb = load_embeddings(tmp_path / "a")
     assert ids == pids
     np.testing.assert_allclose(emb, _expected(pids, pvec, qids, qvec, 0.2, "mean"), rtol=1e-5)
     with pytest.raises(MismatchError):
-        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", FusionSettings(alpha=0.3, mode="mean"),
+        augment(tmp_path / "p", tmp_path / "q", tmp_path / "a", _mean(0.3),
                     progress=False)
 
 
@@ -159,10 +182,10 @@ def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_p
     encode_passages(passages, enc, tmp_path / "p", shard_size=4, progress=False)
     run_generation(passages, FakeGenerator(), tmp_path / "gen", langs=["de", "ja"], n=3, filters=None)
     encode_queries(generated_as_queries(tmp_path / "gen"), enc, tmp_path / "q", progress=False)
-    stored = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", FusionSettings(alpha=0.2, mode="mean"),
+    stored = augment(tmp_path / "p", tmp_path / "q", tmp_path / "a1", _mean(0.2),
                          progress=False)
     enc.calls.clear()
-    direct = augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", FusionSettings(alpha=0.2, mode="mean"),
+    direct = augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a2", _mean(0.2),
                          encoder=enc, progress=False)
     assert {kind for kind, _ in enc.calls} == {"query"} and len(enc.texts) == 9 * 2 * 3
     np.testing.assert_allclose(load_embeddings(direct)[1], load_embeddings(stored)[1], rtol=1e-6)

@@ -15,17 +15,19 @@ app = typer.Typer()
 
 @app.command(
     "augment",
-    epilog="Example: xdr augment runs/emb runs/gen --alpha 0.01 --mode sum --out runs/aug && "
-    "xdr index runs/aug --out runs/idx",
+    epilog="Example: xdr augment runs/emb runs/gen --out runs/aug && xdr index runs/aug --out runs/idx\n\n"
+    "Example (the xQG paper's form): xdr augment runs/emb runs/gen --mode sum --alpha 0.01 --no-renormalize "
+    "--out runs/aug-paper",
 )
 def augment_cmd(
     passages: Annotated[Path, typer.Argument(help="passage embeddings (`xdr encode`)")],
     queries: Annotated[Path, typer.Argument(help="a `xdr generate` dir (encoded on the fly) or its embeddings")],
     out_dir: Annotated[Path, typer.Option("--out", help="augmented embeddings, indexable by `xdr index`")],
-    alpha: Annotated[float, typer.Option(help="weight of the generated queries (paper: 0.01 with sum)")] = 0.01,
-    mode: Annotated[str, typer.Option(help="sum (the paper's code) or mean")] = "sum",
+    alpha: Annotated[float, typer.Option(help="weight of the generated queries (paper: 0.01 with sum)")] = 0.3,
+    mode: Annotated[str, typer.Option(help="mean, or sum (the paper's code; ranks by query count when "
+                                           "counts vary)")] = "mean",
     langs: Annotated[str | None, typer.Option(help="fold in only queries in these languages")] = None,
-    renormalize: Annotated[bool, typer.Option(help="L2-normalise the fused vectors")] = False,
+    renormalize: Annotated[bool, typer.Option(help="L2-normalise the fused vectors")] = True,
     device: DeviceOpt = None,
 ) -> None:
     """Fold generated queries into passage embeddings offline, so query latency does not change."""
