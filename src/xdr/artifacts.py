@@ -6,16 +6,25 @@ finished. A killed stage therefore leaves only complete shards, and resuming mea
 Single-file outputs (mined or synthesized training files) carry a sidecar ``<file>.meta.json`` instead.
 Whole directories that are produced in one go (models, converted checkpoints, datasets) are built in a
 temp directory and renamed into place (:func:`atomic_dir`).
+
+Lineage: ``_DONE`` holds a run id made when the stage finished, so a later stage records *which* run of
+its input it read (:func:`input_identity`): a rebuilt input has a new run id, and a stage resumed or
+skipped over it refuses instead of mixing two inputs. Plain files are identified by a hash of their
+content, not by size and mtime, which an edit in place can leave unchanged. A directory being written is
+locked (``.lock`` holds the writer's PID; a lock whose process is gone is taken over), and temp files a
+killed writer left are removed when the next writer starts.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -26,6 +35,7 @@ from xdr.version import __version__
 
 META = "meta.json"
 DONE = "_DONE"
+LOCK = ".lock"
 SIDECAR_SUFFIX = ".meta.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -43,6 +53,7 @@ class Stage(str, Enum):
     TRAIN_GENERATOR = "train-generator"
     MINE = "mine"
     SYNTHESIZE = "synthesize"
+    SEARCH = "search"
 
     def __str__(self) -> str:
         return self.value
@@ -91,6 +102,22 @@ def atomic_dir(final: str | Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ensure_writable(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, before any work is done:
+    a read-only or full disk, or an ``--out`` that is a file, fails in the first second, not after hours."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise XdrError(f"{d}: exists and is not a directory; choose another --out")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise XdrError(f"{d}: cannot write here ({e.strerror or e})") from None
+    return d
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -108,14 +135,49 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:
+    """blake2b of a file's content (128 bits): the identity of inputs and of a search's output files."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def input_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Cheap identity of an input file or directory (size and mtime, not a full hash of 18M rows)."""
+    """Identity of an input file or directory by content (blake2b; about 30 s for a 13 GB corpus, small
+    next to encoding it). Size and mtime alone miss an edit in place that keeps both."""
     p = Path(path)
+    if not p.exists():
+        raise XdrError(f"{p}: no such file or directory")
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        return {"path": str(p), "files": len(files), "bytes": sum(f.stat().st_size for f in files)}
-    st = p.stat()
-    return {"path": str(p), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        h = hashlib.blake2b(digest_size=16)
+        for f in files:
+            h.update(f"{f.relative_to(p)}\0{file_hash(f)}\0".encode())
+        return {"path": str(p), "files": len(files), "bytes": sum(f.stat().st_size for f in files),
+                "blake2b": h.hexdigest()}
+    return {"path": str(p), "bytes": p.stat().st_size, "blake2b": file_hash(p)}
+
+
+def run_id(directory: str | Path) -> str:
+    """The id a finished artifact's ``_DONE`` holds; artifacts finished before run ids existed get one
+    derived from their meta and ``_DONE`` time, which a rebuild changes too."""
+    done = Path(directory) / DONE
+    text = done.read_text(encoding="utf-8").strip()
+    if text:
+        return json.loads(text)["run_id"]
+    legacy = (Path(directory) / META).read_bytes() + str(done.stat().st_mtime_ns).encode()
+    return hashlib.blake2b(legacy, digest_size=16).hexdigest()
+
+
+def input_identity(path: str | Path) -> dict[str, Any]:
+    """What a stage records about an input: a finished artifact's path, stage and run id, or a file's
+    content fingerprint."""
+    p = Path(path)
+    if (p / META).exists() and (p / DONE).exists():
+        return {"path": str(p.resolve()), "stage": read_meta(p).get("stage"), "run_id": run_id(p)}
+    return input_fingerprint(p)
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -143,27 +205,102 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def start_artifact(directory: str | Path, stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Create ``directory`` for ``stage`` or reopen it for a resume.
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
-    Resuming is only allowed when the earlier run had the same parameters; otherwise its shards would
-    silently mix two configurations, so we refuse and say how to start over.
+
+_held: set[Path] = set()
+
+
+def _release_locks() -> None:
+    for lock in list(_held):
+        release_lock(lock.parent)
+
+
+atexit.register(_release_locks)
+
+
+def take_lock(directory: str | Path) -> None:
+    """Hold ``directory`` for this process: a second writer is refused while the holder lives; a lock
+    whose process is gone (killed) is taken over. Re-entrant within one process."""
+    lock = Path(directory) / LOCK
+    mine = str(os.getpid())
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        holder = lock.read_text(encoding="utf-8").strip()
+        if holder != mine:
+            if holder.isdigit() and _pid_alive(int(holder)):
+                raise XdrError(f"{directory}: another xdr process (PID {holder}) is writing it; wait for it to "
+                               "finish or stop it") from None
+            write_text_atomic(lock, mine)  # stale: its writer was killed
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(mine)
+    _held.add(lock)
+
+
+def release_lock(directory: str | Path) -> None:
+    lock = Path(directory) / LOCK
+    _held.discard(lock)
+    with contextlib.suppress(FileNotFoundError):
+        if lock.read_text(encoding="utf-8").strip() == str(os.getpid()):
+            lock.unlink()
+
+
+def remove_stale_temps(directory: str | Path) -> None:
+    """Remove the temp files and directories (``.NAME.XXXX.tmp``) a killed writer left in ``directory``."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _input_keys(params: dict[str, Any]) -> set[str]:
+    """Top-level parameters that identify an input (hold a run id or content hash somewhere inside)."""
+    return {k for k, v in params.items() if '"run_id"' in json.dumps(v, default=str)
+            or '"blake2b"' in json.dumps(v, default=str)}
+
+
+def start_artifact(directory: str | Path, stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Create ``directory`` for ``stage`` or reopen it for a resume, holding its lock.
+
+    Resuming (or skipping a finished artifact) is only allowed when the earlier run had the same
+    parameters, inputs included; otherwise its shards would silently mix two configurations or two
+    inputs, so we refuse and say how to start over. Temp files of a killed run are removed.
     """
     d = Path(directory)
-    meta = {"stage": stage, "xdr_version": __version__, "params": params}
+    if d.exists() and not d.is_dir():
+        raise XdrError(f"{d}: exists and is not a directory; choose another --out")
+    meta = {"stage": str(stage), "xdr_version": __version__, "params": params}
     if (d / META).exists():
         old = read_meta(d)
-        if old.get("stage") != stage or old.get("params") != params:
-            changed = sorted(
-                k for k in set(params) | set(old.get("params", {}))
-                if params.get(k) != old.get("params", {}).get(k)
-            )
+        if old.get("stage") != str(stage) or old.get("params") != params:
+            before = old.get("params", {})
+            changed = sorted(k for k in set(params) | set(before) if params.get(k) != before.get(k))
+            if changed and set(changed) <= _input_keys(params) | _input_keys(before):
+                raise MismatchError(
+                    f"{d}: was made from other inputs than now (changed: {', '.join(changed)}: rebuilt or edited "
+                    "since); remove it or choose another --out"
+                )
             raise MismatchError(
                 f"{d}: holds a {old.get('stage')} artifact made with other settings "
                 f"(differs in: {', '.join(changed) or 'stage'}); remove it or choose another --out"
             )
+        if not is_done(d):  # a finished artifact is only read: no lock, nothing to clean
+            take_lock(d)
+            remove_stale_temps(d)
         return old
     d.mkdir(parents=True, exist_ok=True)
+    take_lock(d)
+    remove_stale_temps(d)
     write_json_atomic(d / META, meta)
     return meta
 
@@ -178,8 +315,13 @@ def is_done(directory: str | Path) -> bool:
     return (Path(directory) / DONE).exists()
 
 
-def mark_done(directory: str | Path) -> None:
-    write_text_atomic(Path(directory) / DONE, "")
+def mark_done(directory: str | Path) -> str:
+    """Mark the stage finished under a new run id (which later stages record as this input's identity)
+    and release the directory."""
+    rid = uuid.uuid4().hex
+    write_text_atomic(Path(directory) / DONE, json.dumps({"run_id": rid}) + "\n")
+    release_lock(directory)
+    return rid
 
 
 def require_done(directory: str | Path) -> dict[str, Any]:

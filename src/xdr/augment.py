@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from xdr.artifacts import Stage, open_artifact
+from xdr.artifacts import Stage, input_identity, open_artifact
 from xdr.config import ModelSpec
 from xdr.embeddings import EmbeddingWriter, embeddings_meta, iter_shards, store_params
 from xdr.errors import XdrError, XdrWarning
@@ -181,19 +181,19 @@ def augment(
             encoder = Encoder.load(spec, device=device)
         encoder.spec.check_same_space(pspec, "the query encoder")
         cursor = _QueryCursor(_generated_blocks(qdir), encoder)
-        query_source: Any = {"generated": str(qdir.resolve()), "query_max_length": encoder.spec.query_max_length}
+        query_source: Any = {"generated": input_identity(qdir), "query_max_length": encoder.spec.query_max_length}
     else:
         ModelSpec(**qmeta["params"]["model"]).check_same_space(pspec, f"the generated-query embeddings {qdir}")
         if qmeta["params"]["kind"] != "query":
             raise XdrError(f"{qdir}: holds {qmeta['params']['kind']} embeddings; generated queries must be "
                            "encoded as queries (`xdr encode GENERATED --kind generated`)")
         cursor = _QueryCursor(iter_shards(qdir))
-        query_source = {"embeddings": str(qdir.resolve()), "source": qmeta["params"].get("source")}
+        query_source = {"embeddings": input_identity(qdir), "source": qmeta["params"].get("source")}
     keep = None if fusion.langs is None else list(fusion.langs)
     params = store_params(
         pspec, "passage", pmeta["params"]["dim"], pmeta["params"]["shard_size"],
         normalized=renormalize or (pspec.normalize and alpha == 0.0),
-        source={"passages": str(pdir.resolve()), "queries": query_source},
+        source={"passages": input_identity(pdir), "queries": query_source},
     )
     params.update(alpha=alpha, mode=mode, langs=keep, renormalize=renormalize)
     writer = EmbeddingWriter(out, Stage.AUGMENT, params)

@@ -30,7 +30,7 @@ import pyarrow as pa
 from xdr.artifacts import (
     Stage,
     atomic_path,
-    input_fingerprint,
+    input_identity,
     is_done,
     mark_done,
     open_artifact,
@@ -85,7 +85,7 @@ def store_params(
 ) -> dict[str, Any]:
     """The meta parameters every embedding store has, whichever stage wrote it."""
     if isinstance(source, str | Path):
-        source = input_fingerprint(source)
+        source = input_identity(source)
     return {
         "model": spec.model_dump(), "kind": kind, "shard_size": shard_size, "dim": dim, "dtype": "float32",
         "normalized": normalized, "source": source,

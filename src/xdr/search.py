@@ -2,21 +2,41 @@
 
 A re-ranker (e.g. :class:`xdr.maxsim.MaxSimReranker`) is composed after the first stage: the index gives
 ``reranker.depth`` candidates per query, the re-ranker re-scores them from the same query vectors, and
-the top ``k`` are kept. Runs are written by :mod:`xdr.data.runs` (TREC and XOR-TyDi submission JSON).
+the top ``k`` are kept.
+
+The search artifact (:func:`write_search_output`) is a directory with ``run.trec``, ``xor.json`` when a
+corpus gives the passage texts, ``meta.json`` (the index's and the queries' identity, the settings, and a
+hash of each file) and ``_DONE``. Both files are written under temp names and renamed together, so a
+rerun on the same ``--out`` never leaves an old ``xor.json`` beside a new ``run.trec``; evaluate checks
+the hashes before pairing them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from xdr.artifacts import (
+    DONE,
+    META,
+    Stage,
+    atomic_path,
+    ensure_writable,
+    file_hash,
+    input_identity,
+    mark_done,
+    start_artifact,
+    take_lock,
+    update_meta,
+)
 from xdr.config import ModelSpec
-from xdr.data.runs import Run
-from xdr.data.schema import Query
+from xdr.data.runs import RUN_FILE, XOR_FILE, Run, write_trec, write_xor_json
+from xdr.data.schema import Passage, Query
 from xdr.errors import XdrError, XdrWarning
 from xdr.index.dense import DenseIndex, load_index
 from xdr.models.base import TextEncoder
@@ -106,3 +126,33 @@ def search(
     reranked = reranker.rerank(first, emb, encoder.spec)
     reranked.settings = {**first.settings, "k": k, "rerank": reranker.describe()}
     return reranked.head(k)
+
+
+def write_search_output(
+    run: Run, queries: Sequence[Query], out_dir: str | Path, *, corpus: Iterable[Passage] | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> dict[str, str] | None:
+    """Write the search artifact at ``out_dir``, replacing any earlier one there as a whole; returns the
+    passage texts looked up for ``xor.json`` (None without a corpus).
+
+    ``inputs`` names what was searched (e.g. ``{"index": dir, "queries": file}``); paths are recorded by
+    identity (an artifact's run id, a file's content hash).
+    """
+    d = ensure_writable(out_dir)
+    take_lock(d)
+    for stale in (DONE, META, RUN_FILE, XOR_FILE):  # a new search replaces the old one whole
+        (d / stale).unlink(missing_ok=True)
+    recorded = {k: input_identity(v) if isinstance(v, str | Path) else v for k, v in (inputs or {}).items()}
+    start_artifact(d, Stage.SEARCH, {**run.settings, **recorded, "queries_searched": len(run.hits)})
+    texts = None
+    with contextlib.ExitStack() as stack:  # both files are renamed into place only if both were written
+        trec = stack.enter_context(atomic_path(d / RUN_FILE))
+        write_trec(run, trec)
+        files = {RUN_FILE: file_hash(trec)}
+        if corpus is not None:
+            xor = stack.enter_context(atomic_path(d / XOR_FILE))
+            texts = write_xor_json(run, queries, corpus, xor)
+            files[XOR_FILE] = file_hash(xor)
+    update_meta(d, files=files)
+    mark_done(d)
+    return texts

@@ -43,17 +43,19 @@ def search_cmd(
                                                  "closer to exact")] = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
+    from xdr.artifacts import ensure_writable
     from xdr.data import read_passages, read_queries
-    from xdr.data.runs import write_trec, write_xor_json
+    from xdr.data.runs import RUN_FILE, XOR_FILE
     from xdr.index import load_index
     from xdr.maxsim import MaxSimReranker
     from xdr.models.encoder import Encoder
-    from xdr.search import search
+    from xdr.search import search, write_search_output
 
     if rerank not in (None, "maxsim"):
         raise XdrError(f"--rerank: the one re-ranker is maxsim, not {rerank!r}")
     if (rerank is None) != (store is None):
         raise XdrError("--rerank maxsim and --store go together")
+    ensure_writable(out_dir)
     idx = load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
     if beta is not None and rerank is None:
         idx.configure(beta=beta)
@@ -68,12 +70,13 @@ def search_cmd(
     if store is not None:
         reranker = MaxSimReranker(store, beta=DEFAULT_BETA if beta is None else beta, depth=rerank_k)
     run = search(idx, qs, encoder, k=k, reranker=reranker, batch_size=batch_size, progress=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_trec(run, out_dir / "run.trec")
-    out.print(f"run: {out_dir / 'run.trec'}")
-    if corpus is not None:
-        texts = write_xor_json(run, qs, read_passages(corpus), out_dir / "xor.json")
-        out.print(f"run: {out_dir / 'xor.json'}")
+    texts = write_search_output(
+        run, qs, out_dir, corpus=read_passages(corpus) if corpus is not None else None,
+        inputs={"index": index_dir, "queries": queries, "model": spec.model_dump()},
+    )
+    out.print(f"run: {out_dir / RUN_FILE}")
+    if texts is not None:
+        out.print(f"run: {out_dir / XOR_FILE}")
         if show:
             _show(run, qs, texts, show)
 

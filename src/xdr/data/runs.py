@@ -21,6 +21,7 @@ from xdr.data.trec import check_token, number, rows
 from xdr.errors import DataError, XdrError
 
 RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
+RUN_FILE, XOR_FILE = "run.trec", "xor.json"  # the names a search output directory gives its two runs
 RunScores = Mapping[str, Mapping[str, float]]
 Ranking = Mapping[str, Sequence[str]]
 

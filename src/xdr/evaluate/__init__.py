@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xdr.artifacts import META, Stage, file_hash, open_artifact
 from xdr.data import lookup_texts, read_passages, read_qrels, read_queries, read_run, read_xor_submission
-from xdr.data.runs import Ranking, Run, RunScores, to_ranking
+from xdr.data.runs import RUN_FILE, XOR_FILE, Ranking, Run, RunScores, to_ranking
 from xdr.data.schema import Query
-from xdr.errors import XdrError
+from xdr.errors import MismatchError, XdrError, XdrWarning
 from xdr.evaluate.measures import DEFAULT_MEASURES, per_query_measures, ranking_to_run
 from xdr.evaluate.report import Report
 from xdr.evaluate.rkt import DEFAULT_BUDGETS, recall_at_k_tokens, rkt_name, score_xor_submission
@@ -97,6 +99,38 @@ def evaluate(
     return Report(per_query, {q: langs[q] for s in per_query.values() for q in s}, name, notes)
 
 
+def _run_files(run_path: Path) -> tuple[Path, Path | None]:
+    """``run.trec`` and the ``xor.json`` that belongs with it (None if none does).
+
+    In a search artifact both files must hash to what its meta recorded: an ``xor.json`` left by an
+    earlier search into the same directory once paired with a new ``run.trec`` and read R@100t 17.0
+    where the truth was 83.0. A directory without a meta (another tool's) is taken as it is.
+    """
+    if not run_path.is_dir():
+        if run_path.suffix == ".json":
+            return run_path, run_path
+        return run_path, _paired_xor(run_path.parent, run_path)
+    return run_path / RUN_FILE, _paired_xor(run_path, run_path / RUN_FILE)
+
+
+def _paired_xor(directory: Path, trec: Path) -> Path | None:
+    xor = directory / XOR_FILE
+    if not (directory / META).exists():
+        return xor if xor.exists() and trec.name == RUN_FILE else None
+    meta = open_artifact(directory, Stage.SEARCH, what="a search output (`xdr search --out`)")
+    files = meta.get("files", {})
+    for name in (RUN_FILE, XOR_FILE):
+        path = directory / name
+        if name in files and (not path.exists() or file_hash(path) != files[name]):
+            raise MismatchError(f"{path}: is not the file the search at {directory} wrote (changed or replaced "
+                                "since); run the search again")
+    if trec.name == RUN_FILE and xor.exists() and XOR_FILE not in files:
+        warnings.warn(XdrWarning(f"{xor}: was not written by the search that wrote {trec}; ignoring it"),
+                      stacklevel=3)
+        return None
+    return xor if XOR_FILE in files and trec.name == RUN_FILE else None
+
+
 def _passage(passages: Mapping[str, str], qid: str, doc: str) -> str:
     try:
         return passages[doc]
@@ -121,8 +155,7 @@ def evaluate_files(
     any passage text only the ir-measures metrics are.
     """
     run_path = Path(run_path)
-    trec = run_path / "run.trec" if run_path.is_dir() else run_path
-    xor = run_path / "xor.json" if run_path.is_dir() else run_path if run_path.suffix == ".json" else None
+    trec, xor = _run_files(run_path)
     queries = list(read_queries(queries_path))
     qrels = read_qrels(qrels_path) if qrels_path is not None else None
     passages: dict[str, str] | None = None

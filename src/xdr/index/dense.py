@@ -26,7 +26,16 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from xdr.artifacts import Stage, atomic_path, is_done, mark_done, open_artifact, start_artifact, update_meta
+from xdr.artifacts import (
+    Stage,
+    atomic_path,
+    input_identity,
+    is_done,
+    mark_done,
+    open_artifact,
+    start_artifact,
+    update_meta,
+)
 from xdr.config import DEFAULT_BETA, ModelSpec
 from xdr.embeddings import embeddings_meta, iter_shards, open_ids, read_ids, training_sample, write_ids
 from xdr.errors import MismatchError, XdrError
@@ -103,11 +112,11 @@ def build_index(
         "seed": seed,
         "dim": dim,
         "model": enc["model"],
-        "embeddings": {"path": str(emb_dir.resolve()), "kind": enc["kind"], "rows": emb_meta["rows"],
+        "embeddings": {**input_identity(emb_dir), "kind": enc["kind"], "rows": emb_meta["rows"],
                        "source": enc["source"]},
     }
     if store is not None:
-        params["generated"] = {"path": str(store.path.resolve()), "vectors": store.vectors, "dtype": store.dtype}
+        params["generated"] = {**input_identity(store.path), "vectors": store.vectors, "dtype": store.dtype}
         params["beta"] = beta
     start_artifact(out, Stage.INDEX, params)
     if is_done(out):

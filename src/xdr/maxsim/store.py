@@ -44,6 +44,7 @@ import numpy as np
 from xdr.artifacts import (
     Stage,
     atomic_path,
+    input_identity,
     is_done,
     mark_done,
     open_artifact,
@@ -178,7 +179,7 @@ def build_vector_store(
     params = {
         "model": p["model"], "dim": dim, "dtype": dtype, "pq_m": pq_m,
         "train_sample": train_sample if dtype == "pq" else None, "seed": seed,
-        "source": {"path": str(src.resolve()), "rows": meta["rows"], "source": p["source"]},
+        "source": {**input_identity(src), "rows": meta["rows"], "source": p["source"]},
     }
     start_artifact(out, STAGE, params)
     if is_done(out):
