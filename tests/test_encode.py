@@ -216,6 +216,15 @@ def test_id_files_round_trip_unicode_and_spaces(tmp_path: Path) -> None:
         write_ids(f, ["two\nlines"])
 
 
+def test_ids_that_a_trec_run_cannot_hold_are_refused_before_encoding(tmp_path: Path) -> None:
+    """An id with a space passed encode and index and failed only when search wrote run.trec."""
+    enc = HashEncoder()
+    for bad in ("with space", "tab\there", ""):
+        with pytest.raises(XdrError, match="empty or contains whitespace"):
+            encode_passages([Passage("ok", "text"), Passage(bad, "text")], enc, tmp_path / "e", progress=False)
+        assert not enc.calls and not list((tmp_path / "e").glob("part-*"))
+
+
 def test_write_embeddings_stores_given_vectors(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(11, 8)).astype(np.float32)

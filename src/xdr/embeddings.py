@@ -49,6 +49,15 @@ EMBEDDING_STAGES = (Stage.ENCODE, Stage.AUGMENT)  # the stages that write this l
 _NEWLINE = 10
 
 
+def check_ids(ids: Sequence[str]) -> None:
+    """Ids end up in TREC files, whose columns are split on whitespace: an id with a space, a tab or a
+    newline is refused when it is first read, not after hours of encoding when search writes the run."""
+    bad = next((i for i in ids if not i or any(c.isspace() for c in i)), None)
+    if bad is not None:
+        raise XdrError(f"id {bad!r} is empty or contains whitespace, which TREC run files cannot hold; "
+                       "rename it (e.g. spaces to '_')")
+
+
 def write_ids(f: TextIO, ids: Sequence[str]) -> None:
     """Append one id per line to a file from :func:`open_ids`: the format of all id lists in xdr."""
     bad = next((i for i in ids if "\n" in i), None)
@@ -106,6 +115,7 @@ class IdGuard:
         self._seen = np.empty(0, dtype=np.int64)  # sorted
 
     def add(self, ids: list[str]) -> None:
+        check_ids(ids)
         dup = next((i for i, n in Counter(ids).items() if n > 1), None)
         if dup is not None:
             raise XdrError(f"duplicate id {dup!r} in shard {self._shards} of the input")

@@ -58,10 +58,30 @@ def _fill(text: str, values: dict[str, str]) -> str:
         raise XdrError(f"recipe uses {{{e.args[0]}}} but defines no such var") from e
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``NAME=VALUE`` strings as a dict; one without ``=`` is refused rather than dropped."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip():
+            raise XdrError(f"--var {pair!r}: expected NAME=VALUE, e.g. work=/scratch/run")
+        out[name.strip()] = value
+    return out
+
+
+def _values(recipe: Recipe, overrides: dict[str, str] | None) -> dict[str, str]:
+    """The recipe's vars with ``overrides`` in their place, filled in (vars may refer to other vars once).
+    An override of a var the recipe does not define is refused: it would silently change nothing."""
+    unknown = sorted(set(overrides or {}) - set(recipe.vars))
+    if unknown:
+        raise XdrError(f"--var {unknown[0]}: the recipe has no such var; it has {', '.join(sorted(recipe.vars))}")
+    values = {**recipe.vars, **(overrides or {})}
+    return {k: _fill(v, values) for k, v in values.items()}
+
+
 def commands(recipe: Recipe, overrides: dict[str, str] | None = None) -> list[list[str]]:
     """The steps with their {vars} filled in; ``overrides`` (e.g. work=/scratch/run) win over the recipe."""
-    values = {**recipe.vars, **(overrides or {})}
-    values = {k: _fill(v, values) for k, v in values.items()}  # vars may refer to other vars once
+    values = _values(recipe, overrides)
     return [[_fill(arg, values) for arg in step] for step in recipe.steps]
 
 
@@ -92,8 +112,7 @@ def check(recipe_path: str | Path, overrides: dict[str, str] | None = None) -> t
     recipe = load_recipe(recipe_path)
     expected_path = recipe_path.parent / recipe.expected_scores
     expected = yaml.safe_load(expected_path.read_text(encoding="utf-8"))
-    values = {**recipe.vars, **(overrides or {})}
-    values = {k: _fill(v, values) for k, v in values.items()}
+    values = _values(recipe, overrides)
     rows, ok = [], True
     for c in recipe.checks:
         report_path = Path(_fill(c.report, values))

@@ -37,9 +37,14 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, ValueError) as e:
         raise XdrError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XdrError(f"device {device!r}: this torch sees no CUDA GPU (a CPU build, or no driver); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise XdrError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return dev
 
 
 def resolve_dtype(dtype: str, device: torch.device, *, fp16_problem: str | None = None) -> torch.dtype:

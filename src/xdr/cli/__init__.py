@@ -13,6 +13,11 @@ from typing import TextIO
 
 import typer
 from pydantic import ValidationError
+
+try:  # typer vendors click from 0.2x on; its exceptions live there
+    from typer._click import exceptions as click_errors
+except ImportError:
+    from click import exceptions as click_errors
 from rich.console import Console
 
 from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
@@ -56,7 +61,19 @@ def main() -> None:
     hf_logging.disable_progress_bar()  # xdr shows its own progress; weight-loading bars are noise
     warnings.showwarning = _show_warning
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError:  # the help was printed; a bare group is not an error
+        sys.exit(0)
+    except click_errors.UsageError as e:  # a bad option value, a missing argument, an unknown option
+        command = e.ctx.command_path if e.ctx is not None else "xdr"
+        err.print(f"[red]error:[/red] {e.format_message()} (see {command} --help)", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except OSError as e:  # disk full, a read-only --out, a path that is a file: the OS names the file
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except XdrError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -67,3 +84,5 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted: completed shards are kept; run the same command again to resume")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import DeviceOpt, out
+from xdr.cli.options import DeviceOpt, in_range, out
 from xdr.langs import parse_langs
 
 app = typer.Typer()
@@ -23,7 +23,8 @@ def augment_cmd(
     passages: Annotated[Path, typer.Argument(help="passage embeddings (`xdr encode`)")],
     queries: Annotated[Path, typer.Argument(help="a `xdr generate` dir (encoded on the fly) or its embeddings")],
     out_dir: Annotated[Path, typer.Option("--out", help="augmented embeddings, indexable by `xdr index`")],
-    alpha: Annotated[float, typer.Option(help="weight of the generated queries (paper: 0.01 with sum)")] = 0.3,
+    alpha: Annotated[float, typer.Option(
+        callback=in_range(0.0, 1.0), help="weight of the generated queries (paper: 0.01 with sum)")] = 0.3,
     mode: Annotated[str, typer.Option(help="mean, or sum (the paper's code; ranks by query count when "
                                            "counts vary)")] = "mean",
     langs: Annotated[str | None, typer.Option(help="fold in only queries in these languages")] = None,

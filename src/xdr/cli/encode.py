@@ -18,6 +18,7 @@ from xdr.cli.options import (
     PPrefixOpt,
     QLenOpt,
     QPrefixOpt,
+    in_range,
     model_spec,
     out,
 )
@@ -35,7 +36,7 @@ def encode_cmd(
     model: ModelOpt = "me5-small",
     kind: Annotated[str, typer.Option(help="passage, query, or generated (a `xdr generate` dir)")] = "passage",
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
-    shard_size: Annotated[int, typer.Option(help="rows per output shard")] = 100_000,
+    shard_size: Annotated[int, typer.Option(callback=in_range(1), help="rows per output shard")] = 100_000,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
     pooling: PoolingOpt = None,

@@ -15,6 +15,7 @@ from xdr.cli.options import (
     GeneratorOpt,
     GenModelOpt,
     GgufOpt,
+    in_range,
     out,
 )
 from xdr.langs import parse_langs
@@ -38,10 +39,11 @@ def generate_run(
     langs: Annotated[str, typer.Option(help="target languages")],
     generator: GeneratorOpt = "seq2seq",
     model: GenModelOpt = None,
-    n: Annotated[int, typer.Option(help="queries per passage and language")] = 5,
+    n: Annotated[int, typer.Option(callback=in_range(1), help="queries per passage and language")] = 5,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 42,
-    shard_size: Annotated[int, typer.Option(help="passages per shard")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="passages per forward pass (local models)")] = 32,
+    shard_size: Annotated[int, typer.Option(callback=in_range(1), help="passages per shard")] = 2000,
+    batch_size: Annotated[int, typer.Option(
+        callback=in_range(1), help="passages per forward pass (local models)")] = 32,
     base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
     concurrency: ConcurrencyOpt = 8,
     gguf_file: GgufOpt = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import out
+from xdr.cli.options import in_range, out
 from xdr.config import DEFAULT_BETA
 
 app = typer.Typer()
@@ -22,7 +22,7 @@ def maxsim_store_cmd(
     embeddings: Annotated[Path, typer.Argument(help="generated queries encoded by `xdr encode --kind generated`")],
     out_dir: Annotated[Path, typer.Option("--out", help="store directory (resumable)")],
     dtype: Annotated[str, typer.Option(help="float16, int8 (per-vector scale) or pq")] = "float16",
-    pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8)")] = None,
+    pq_m: Annotated[int | None, typer.Option(callback=in_range(1), help="PQ bytes per vector (default dim/8)")] = None,
 ) -> None:
     """Compress generated-query vectors into a memory-mapped store for max-sim re-ranking."""
     from xdr.maxsim import build_vector_store, vector_store_info
@@ -45,7 +45,7 @@ def index_cmd(
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="build on the GPU when FAISS has one")] = True,
     with_generated: Annotated[Path | None, typer.Option(
         help="a `xdr maxsim-store`: index its vectors too, grouped back into passages")] = None,
-    beta: Annotated[float, typer.Option(
+    beta: Annotated[float, typer.Option(callback=in_range(0.0),
         help="multi-vector score: s + beta * max over generated queries")] = DEFAULT_BETA,
 ) -> None:
     """Build a FAISS inner-product index over encoded passages (and their generated queries)."""

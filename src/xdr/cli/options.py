@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,17 +23,41 @@ PoolingOpt = Annotated[str | None, typer.Option(help="cls or mean")]
 NormalizeOpt = Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalise")]
 QPrefixOpt = Annotated[str | None, typer.Option(help="text put before every query")]
 PPrefixOpt = Annotated[str | None, typer.Option(help="text put before every passage")]
-QLenOpt = Annotated[int | None, typer.Option(help="query max tokens")]
-PLenOpt = Annotated[int | None, typer.Option(help="passage max tokens")]
+def in_range(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[float | None], float | None]:
+    """An option callback refusing NaN, infinities and values outside the range, before any work is done:
+    ``--beta nan`` once wrote NaN scores and ``--batch-size 0`` was accepted."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"must be a finite number, not {value}")
+        low = lo is not None and (value < lo or (lo_open and value == lo))
+        high = hi is not None and (value > hi or (hi_open and value == hi))
+        if low or high:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+            raise typer.BadParameter(f"must be in {span}, not {value}")
+        return value
+
+    return check
+
+
+MIN_TOKENS = 2  # a length of 1 leaves no room for a word beside the model's special tokens
+QLenOpt = Annotated[int | None, typer.Option(help="query max tokens", callback=in_range(MIN_TOKENS))]
+PLenOpt = Annotated[int | None, typer.Option(help="passage max tokens", callback=in_range(MIN_TOKENS))]
 DTypeOpt = Annotated[str | None, typer.Option(help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")]
-BatchOpt = Annotated[int, typer.Option(help="token budget per forward pass, in full-length texts")]
+BatchOpt = Annotated[int, typer.Option(help="token budget per forward pass, in full-length texts",
+                                       callback=in_range(1))]
 
 # Generator options shared by `generate run` and `synthesize` (see xdr.generate.make_generator).
 GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5, HF), ct2 (mT5, CTranslate2), openai, hf-llm")]
 GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]
-ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)", callback=in_range(1))]
 GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")]
 ExemplarsOpt = Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")]
 

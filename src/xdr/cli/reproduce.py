@@ -26,7 +26,7 @@ def reproduce_cmd(
     """Run a paper's reproduction recipe, or check a finished one against the published figures."""
     from xdr import reproduce
 
-    overrides = dict(v.split("=", 1) for v in var or [] if "=" in v)
+    overrides = reproduce.parse_overrides(var)
     if check:
         rows, ok = reproduce.check(recipe, overrides)
         out.print(reproduce.check_markdown(rows, reproduce.load_recipe(recipe).tolerance))

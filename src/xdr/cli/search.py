@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import BatchOpt, DeviceOpt, QLenOpt, QPrefixOpt, model_spec, out
+from xdr.cli.options import BatchOpt, DeviceOpt, QLenOpt, QPrefixOpt, in_range, model_spec, out
 from xdr.config import DEFAULT_BETA
 from xdr.errors import XdrError
 
@@ -25,8 +25,9 @@ def search_cmd(
     queries: Annotated[Path, typer.Argument(help="query file (id, lang, text[, answers])")],
     out_dir: Annotated[Path, typer.Option("--out", help="writes run.trec (+ xor.json with --corpus)")],
     corpus: Annotated[Path | None, typer.Option(help="corpus, streamed once, for passage texts")] = None,
-    k: Annotated[int, typer.Option(help="passages per query")] = 100,
-    show: Annotated[int, typer.Option(help="print the top-N passages of the first queries per language")] = 0,
+    k: Annotated[int, typer.Option(callback=in_range(1), help="passages per query")] = 100,
+    show: Annotated[int, typer.Option(
+        callback=in_range(0), help="print the top-N passages of the first queries per language")] = 0,
     model: Annotated[str | None, typer.Option("--model", "-m", help="default: the index's model")] = None,
     batch_size: BatchOpt = 128,
     device: DeviceOpt = None,
@@ -34,12 +35,14 @@ def search_cmd(
     query_max_length: QLenOpt = None,
     rerank: Annotated[str | None, typer.Option(help="maxsim: re-score candidates with --store")] = None,
     store: Annotated[Path | None, typer.Option(help="a `xdr maxsim-store` for --rerank maxsim")] = None,
-    rerank_k: Annotated[int, typer.Option(help="first-stage candidates re-ranked")] = 100,
-    beta: Annotated[float | None, typer.Option(help=f"max-sim weight (default {DEFAULT_BETA}, or the index's)")] = None,
-    nprobe: Annotated[int | None, typer.Option(
+    rerank_k: Annotated[int, typer.Option(callback=in_range(1), help="first-stage candidates re-ranked")] = 100,
+    beta: Annotated[float | None, typer.Option(
+        callback=in_range(0.0), help=f"max-sim weight (default {DEFAULT_BETA}, or the index's)")] = None,
+    nprobe: Annotated[int | None, typer.Option(callback=in_range(1),
         help="IVF lists probed (default: all of up to 16, else about sqrt(lists)); more is slower and closer "
         "to exact")] = None,
-    ef_search: Annotated[int | None, typer.Option(help="HNSW beam width (default 128); more is slower and "
+    ef_search: Annotated[int | None, typer.Option(
+        callback=in_range(1), help="HNSW beam width (default 128); more is slower and "
                                                  "closer to exact")] = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""

@@ -69,6 +69,7 @@ def evaluate(
         token_budgets = DEFAULT_BUDGETS if passages is not None else ()
     if not measures and not token_budgets:
         raise XdrError("nothing to evaluate: give qrels (for ir-measures) and/or passages (for R@kt)")
+    _check_overlap(run, langs, qrels if measures else None)
 
     per_query: dict[str, dict[str, float]] = {}
     notes: dict[str, Any] = {"queries": len(queries)}
@@ -97,6 +98,33 @@ def evaluate(
             "not_in_run_scored_0": sum(q not in run for q in judged),
         }
     return Report(per_query, {q: langs[q] for s in per_query.values() for q in s}, name, notes)
+
+
+def _check_overlap(run: Ranking, queries: Mapping[str, str], qrels: Mapping[str, Any] | None) -> None:
+    """Refuse a run or qrels that share no query with the query file (every figure would read 0.0), and
+    warn when they share only some: the missing ones count as misses, which may not be what was meant."""
+
+    def e_g(ids: Iterable[str]) -> str:
+        return ", ".join(repr(i) for i in sorted(ids)[:3])
+
+    ranked = queries.keys() & run.keys()
+    if not ranked:
+        raise MismatchError(f"the run ranks none of the {len(queries)} queries (run ids e.g. {e_g(run)}; query ids "
+                            f"e.g. {e_g(queries)}); are they for this query file?")
+    problems = []
+    if len(ranked) < len(queries):
+        problems.append(f"{len(queries) - len(ranked)} of {len(queries)} queries have no ranking (scored as misses)")
+    if extra := len(run.keys() - queries.keys()):
+        problems.append(f"{extra} ranked query ids are not in the query file (ignored)")
+    if qrels is not None:
+        judged = queries.keys() & qrels.keys()
+        if not judged:
+            raise MismatchError(f"the qrels judge none of the {len(queries)} queries (qrels ids e.g. {e_g(qrels)}; "
+                                f"query ids e.g. {e_g(queries)}); are they for this query file?")
+        if len(judged) < len(queries):
+            problems.append(f"{len(queries) - len(judged)} queries have no judgments (left out of the qrels measures)")
+    if problems:
+        warnings.warn(XdrWarning("; ".join(problems)), stacklevel=3)
 
 
 def _run_files(run_path: Path) -> tuple[Path, Path | None]:

@@ -171,7 +171,9 @@ def build_vector_store(
     if dtype not in DTYPES:
         raise XdrError(f"unknown store dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "pq":
-        pq_m = pq_m or max(1, dim // 8)
+        pq_m = max(1, dim // 8) if pq_m is None else pq_m
+        if pq_m < 1:
+            raise XdrError(f"pq_m must be a positive number of bytes per vector, not {pq_m}")
         if dim % pq_m:
             raise XdrError(f"pq_m must divide the dimension {dim}; got {pq_m}")
     else:
