@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from xdr.cli.options import out
 from xdr.errors import XdrError
@@ -17,12 +17,13 @@ app = typer.Typer(help="Datasets and converters.\n\nExample: xdr data list", no_
 
 @app.command("list", epilog="Example: xdr data list")
 def data_list() -> None:
-    """Known datasets, their formats and where they come from."""
+    """Known datasets, their formats, where they come from and how many files have a checksum."""
     from xdr.data.registry import list_datasets
 
-    table = Table("name", "kind", "format", "sha256", "description")
+    table = Table(Column("name", no_wrap=True), "kind", "format", "source", "checked", "description")
     for d in list_datasets():
-        table.add_row(d.name, d.kind, d.format, "yes" if d.sha256 else "unknown", d.description)
+        checked = f"{d.verified}/{len(d.files)}" if d.files else "-"
+        table.add_row(d.name, d.kind, d.format, d.source, checked, d.description)
     out.print(table)
 
 
