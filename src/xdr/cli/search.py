@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import BatchOpt, DeviceOpt, QLenOpt, QPrefixOpt, model_spec, out
+from xdr.cli.options import BatchOpt, DeviceOpt, FieldsOpt, LangOpt, QLenOpt, QPrefixOpt, model_spec, out, parse_fields
 from xdr.config import DEFAULT_BETA
 from xdr.errors import XdrError
 
@@ -41,6 +41,8 @@ def search_cmd(
         "to exact")] = None,
     ef_search: Annotated[int | None, typer.Option(help="HNSW beam width (default 128); more is slower and "
                                                  "closer to exact")] = None,
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.data import read_passages, read_queries
@@ -62,7 +64,7 @@ def search_cmd(
         spec = idx.spec.model_copy(update={name: v for name, v in overrides.items() if v is not None})
     else:
         spec = model_spec(model, **overrides)
-    qs = list(read_queries(queries))
+    qs = list(read_queries(queries, fields=parse_fields(fields), lang=lang))
     encoder = Encoder.load(spec, device=device)
     reranker = None
     if store is not None:

@@ -2,7 +2,10 @@
 
 Every reader reports a bad record the same way (file, 1-based line or row, field), so the checks live
 here once rather than in each format module. Everything streams: a reader holds one record (or one
-Parquet batch) at a time, never a whole corpus.
+Parquet batch) at a time, never a whole corpus. Parsing is the libraries': json, csv, pyarrow and ijson
+(JSON arrays too big to load). What stays hand-written is the located checks of :class:`Record` (no
+validation library reports file:line:field for a streamed row without building a model per row) and
+the split of headerless ``id<TAB>text`` lines, which are not CSV-quoted.
 """
 
 from __future__ import annotations
