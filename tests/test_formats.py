@@ -358,3 +358,20 @@ def test_evaluate_reads_irds_queries_and_qrels(irds: str, tmp_path: Path) -> Non
     source = f"irds:{irds}/te/dev"
     report = evaluate_files(run, source, qrels_path=source, measures=["RR@10"])
     assert report.per_language["RR@10"] == {"te": 75.0}
+
+
+def test_cli_convert_beir_queries_with_lang(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xdr.cli import app
+
+    out = tmp_path / "q.jsonl"
+    result = CliRunner().invoke(app, ["data", "convert", str(BEIR / "queries.jsonl"), str(out), "--kind", "queries",
+                                      "--lang", "de"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["lang"] for line in out.read_text().splitlines()] == ["de", "de", "de"]
+    corpus = tmp_path / "c.parquet"
+    result = CliRunner().invoke(app, ["data", "convert", str(FIX / "corpus.csv"), str(corpus),
+                                      "--fields", "id=doc,title=heading,text=body"])
+    assert result.exit_code == 0, result.output
+    assert [p.id for p in read_passages(corpus)] == ["c1", "c2"]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from xdr.cli.options import out
+from xdr.cli.options import FieldsOpt, LangOpt, out, parse_fields
 from xdr.errors import XdrError
 from xdr.langs import XQUAD_R_DEV_LANGS, parse_langs
 
@@ -62,20 +62,30 @@ def data_prepare(
         out.print(str(path))
 
 
-@app.command("convert", epilog="Example: xdr data convert psgs_w100.tsv corpus.parquet --kind corpus")
+@app.command(
+    "convert",
+    epilog="Example: xdr data convert psgs_w100.tsv corpus.parquet --kind corpus\n\n"
+    "Example: xdr data convert topics.tsv queries.parquet --kind queries --lang te\n\n"
+    "Example: xdr data convert irds:mr-tydi/ja/test corpus.parquet",
+)
 def data_convert(
-    src: Annotated[Path, typer.Argument(help="any supported corpus or query file")],
+    src: Annotated[Path, typer.Argument(help="any supported corpus or query file, or irds:<id>")],
     dst: Annotated[Path, typer.Argument(help=".parquet or .jsonl")],
     kind: Annotated[str, typer.Option(help="corpus or queries")] = "corpus",
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Convert a corpus or query file into xdr's Parquet/JSONL layout, validating every row."""
     from xdr.data import read_passages, read_queries, write_passages, write_queries
 
+    columns = parse_fields(fields)
     if kind == "corpus":
-        n = write_passages(dst, read_passages(src, format=fmt))
+        if lang is not None:
+            raise XdrError("--lang is the language of queries; it goes with --kind queries")
+        n = write_passages(dst, read_passages(src, format=fmt, fields=columns))
     elif kind == "queries":
-        n = write_queries(dst, read_queries(src, format=fmt))
+        n = write_queries(dst, read_queries(src, format=fmt, fields=columns, lang=lang))
     else:
         raise XdrError(f"--kind must be corpus or queries, not {kind!r}")
     out.print(f"{dst}: {n} rows")

@@ -19,7 +19,8 @@ Parquet row) and the field. The format comes from ``format=`` or is detected:
 
 A trailing ``.gz`` is looked through for the text formats. Table formats take ``fields=`` to map other
 column names (:mod:`xdr.data.generic`); queries without a language take ``lang=`` or are detected
-(:mod:`xdr.data.language`).
+(:mod:`xdr.data.language`). The sniffing above is hand-written: no library tells these IR layouts
+apart, and each rule is one line.
 """
 
 from __future__ import annotations
