@@ -74,7 +74,7 @@ def test_detect_format_parquet_and_unknown_suffix(tmp_path: Path) -> None:
     pq.write_table(swim, tmp_path / "s.parquet")
     assert detect_format(tmp_path / "s.parquet") == "swimir"
     with pytest.raises(XdrError, match="cannot tell the format"):
-        detect_format(write(tmp_path / "c.csv", "id,text\n"))
+        detect_format(write(tmp_path / "c.xml", "<doc/>\n"))
 
 
 def test_reader_refuses_a_format_of_another_kind() -> None:
@@ -326,40 +326,45 @@ def test_dpr_fixture() -> None:
     assert examples[1].positives[0].id == "2-pos0"
 
 
-def test_json_array_streams_in_small_chunks(tmp_path: Path) -> None:
+def test_json_array_streams_with_ijson(tmp_path: Path) -> None:
     text = (FIX / "dpr.json").read_text(encoding="utf-8")
-    records = list(iter_json_array(FIX / "dpr.json", chunk_chars=7))
-    assert [r.line for r in records] == [2, 9, 16]
+    records = list(iter_json_array(FIX / "dpr.json"))
     assert [r.obj for r in records] == json.loads(text)
+    assert [r.prefix for r in records] == ["[0].", "[1].", "[2]."]  # located by element, not line
     numbers = write(tmp_path / "n.json", "[1234567, 2]")
-    with pytest.raises(DataError, match="element 0: expected an object, got number"):
-        list(iter_json_array(numbers, chunk_chars=3))
+    with pytest.raises(DataError, match=r"field '\[0\]': expected an object, got number"):
+        list(iter_json_array(numbers))
     gz = tmp_path / "dpr.json.gz"
     gz.write_bytes(gzip.compress(text.encode()))
     assert len(list(read_training(gz, lang="fi"))) == 2
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert len(list(read_training(bom))) == 2
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "problem"),
+    ("text", "field", "problem"),
     [
-        ('[{"question": "a"},\n {"question": }]', 2, "bad JSON in element 1"),
-        ('[{"question": "a"} {"question": "b"}]', 1, "expected ',' or ']' after element 0"),
-        ('[{"question": "a"},\n', 2, "not closed"),
-        ('{"question": "a"}', 1, "expected a JSON array"),
+        ('[{"question": "a"},\n {"question": }]', "[1]", "bad JSON: parse error"),
+        ('[{"question": "a"} {"question": "b"}]', "[1]", "bad JSON: parse error: after array element"),
+        ('[{"question": "a"},\n', "[1]", "bad JSON: parse error: premature EOF"),
+        ('{"question": "a"}', None, "expected a JSON array"),
+        ('[{"question": "a"},' + " " * 70_000 + '{"question": "\udcff"}]', "[1]", "invalid bytes in UTF8"),
     ],
 )
-def test_json_array_errors(tmp_path: Path, text: str, line: int, problem: str) -> None:
-    path = write(tmp_path / "d.json", text)
+def test_json_array_errors(tmp_path: Path, text: str, field: str | None, problem: str) -> None:
+    path = tmp_path / "d.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(DataError) as exc:
-        list(iter_json_array(path, chunk_chars=4))
-    assert problem in expect_error(exc, path, line, None)
+        list(iter_json_array(path))
+    assert problem in expect_error(exc, path, None, field)
 
 
 def test_dpr_ctx_errors_name_the_nested_field(tmp_path: Path) -> None:
     path = write(tmp_path / "d.json", '[\n{"question": "q", "positive_ctxs": [{"title": "t", "text": 1}]}\n]')
     with pytest.raises(DataError) as exc:
         list(read_training(path))
-    assert "expected a string, got number" in expect_error(exc, path, 2, "positive_ctxs[0].text")
+    assert "expected a string, got number" in expect_error(exc, path, None, "[0].positive_ctxs[0].text")
 
 
 def test_tevatron_fixture() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from xdr.cli.options import out
+from xdr.cli.options import FieldsOpt, LangOpt, out, parse_fields
 from xdr.errors import XdrError
 from xdr.langs import XQUAD_R_DEV_LANGS, parse_langs
 
@@ -17,12 +17,13 @@ app = typer.Typer(help="Datasets and converters.\n\nExample: xdr data list", no_
 
 @app.command("list", epilog="Example: xdr data list")
 def data_list() -> None:
-    """Known datasets, their formats and where they come from."""
+    """Known datasets, their formats, where they come from and how many files have a checksum."""
     from xdr.data.registry import list_datasets
 
-    table = Table("name", "kind", "format", "sha256", "description")
+    table = Table(Column("name", no_wrap=True), "kind", "format", "source", "checked", "description")
     for d in list_datasets():
-        table.add_row(d.name, d.kind, d.format, "yes" if d.sha256 else "unknown", d.description)
+        checked = f"{d.verified}/{len(d.files)}" if d.files else "-"
+        table.add_row(d.name, d.kind, d.format, d.source, checked, d.description)
     out.print(table)
 
 
@@ -61,20 +62,30 @@ def data_prepare(
         out.print(str(path))
 
 
-@app.command("convert", epilog="Example: xdr data convert psgs_w100.tsv corpus.parquet --kind corpus")
+@app.command(
+    "convert",
+    epilog="Example: xdr data convert psgs_w100.tsv corpus.parquet --kind corpus\n\n"
+    "Example: xdr data convert topics.tsv queries.parquet --kind queries --lang te\n\n"
+    "Example: xdr data convert irds:mr-tydi/ja/test corpus.parquet",
+)
 def data_convert(
-    src: Annotated[Path, typer.Argument(help="any supported corpus or query file")],
+    src: Annotated[Path, typer.Argument(help="any supported corpus or query file, or irds:<id>")],
     dst: Annotated[Path, typer.Argument(help=".parquet or .jsonl")],
     kind: Annotated[str, typer.Option(help="corpus or queries")] = "corpus",
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Convert a corpus or query file into xdr's Parquet/JSONL layout, validating every row."""
     from xdr.data import read_passages, read_queries, write_passages, write_queries
 
+    columns = parse_fields(fields)
     if kind == "corpus":
-        n = write_passages(dst, read_passages(src, format=fmt))
+        if lang is not None:
+            raise XdrError("--lang is the language of queries; it goes with --kind queries")
+        n = write_passages(dst, read_passages(src, format=fmt, fields=columns))
     elif kind == "queries":
-        n = write_queries(dst, read_queries(src, format=fmt))
+        n = write_queries(dst, read_queries(src, format=fmt, fields=columns, lang=lang))
     else:
         raise XdrError(f"--kind must be corpus or queries, not {kind!r}")
     out.print(f"{dst}: {n} rows")

@@ -11,6 +11,8 @@ from xdr.cli.options import (
     BatchOpt,
     DeviceOpt,
     DTypeOpt,
+    FieldsOpt,
+    LangOpt,
     ModelOpt,
     NormalizeOpt,
     PLenOpt,
@@ -21,6 +23,7 @@ from xdr.cli.options import (
     in_range,
     model_spec,
     out,
+    parse_fields,
 )
 from xdr.errors import XdrError
 
@@ -36,6 +39,8 @@ def encode_cmd(
     model: ModelOpt = "me5-small",
     kind: Annotated[str, typer.Option(help="passage, query, or generated (a `xdr generate` dir)")] = "passage",
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: detect)")] = None,
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
     shard_size: Annotated[int, typer.Option(callback=in_range(1), help="rows per output shard")] = 100_000,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = None,
@@ -59,12 +64,16 @@ def encode_cmd(
     )
     if kind == "generated" and query_max_length is None:
         spec = spec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
+    columns = parse_fields(fields)
+    if lang is not None and kind != "query":
+        raise XdrError("--lang is the language of queries; it goes with --kind query")
     encoder = Encoder.load(spec, device=device)
     options = {"shard_size": shard_size, "batch_size": batch_size, "source": source}
     if kind == "passage":
-        path = encode_passages(read_passages(source, format=fmt), encoder, out_dir, **options)
+        path = encode_passages(read_passages(source, format=fmt, fields=columns), encoder, out_dir, **options)
     elif kind == "query":
-        path = encode_queries(read_queries(source, format=fmt), encoder, out_dir, **options)
+        queries = read_queries(source, format=fmt, fields=columns, lang=lang)
+        path = encode_queries(queries, encoder, out_dir, **options)
     elif kind == "generated":
         path = encode_queries(generated_as_queries(source), encoder, out_dir, **options)
     else:

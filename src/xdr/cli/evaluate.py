@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import out, parse_ints
+from xdr.cli.options import FieldsOpt, LangOpt, out, parse_fields, parse_ints
 
 app = typer.Typer()
 
@@ -24,6 +24,8 @@ def evaluate_cmd(
     corpus: Annotated[Path | None, typer.Option(help="corpus: passage texts for R@kt")] = None,
     budgets: Annotated[str, typer.Option(help="R@kt token budgets")] = "2000,5000",
     measures: Annotated[str, typer.Option(help="ir-measures names")] = "nDCG@10,RR@10,R@1,R@100",
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """XOR-TyDi R@kt (official semantics) and ir-measures metrics, per language and macro-averaged."""
     from xdr.evaluate import evaluate_files
@@ -31,6 +33,7 @@ def evaluate_cmd(
     report = evaluate_files(
         run_path, queries, qrels_path=qrels, corpus_path=corpus, token_budgets=parse_ints(budgets, "--budgets"),
         measures=[m.strip() for m in measures.split(",") if m.strip()],
+        query_fields=parse_fields(fields), lang=lang,
     )
     report.write(out_dir)
     out.print(report.to_markdown())

@@ -61,12 +61,35 @@ ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)", 
 GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")]
 ExemplarsOpt = Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")]
 
+# Input options shared by `encode`, `search` and `evaluate` (see xdr.data.read_passages / read_queries).
+FieldsOpt = Annotated[str | None, typer.Option(
+    "--fields", help="the file's column names, e.g. id=_id,text=contents,title=title (default: detected)")]
+LangOpt = Annotated[str | None, typer.Option(
+    "--lang", help="language of queries without one (default: detected per query, with a warning; und: none)")]
+
 
 def model_spec(model: str, **overrides: object) -> ModelSpec:
     """The model's spec with the options the user gave (None: not given) in place of its defaults."""
     from xdr.models.registry import resolve_spec
 
     return resolve_spec(model, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_fields(spec: str | None, option: str = "--fields") -> dict[str, str] | None:
+    """``id=_id,text=contents`` as a mapping from xdr's field names to the file's; None when not given."""
+    if spec is None:
+        return None
+    fields: dict[str, str] = {}
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        name, sep, column = part.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise XdrError(f"{option}: expected name=column pairs such as id=_id,text=contents, got {part!r}")
+        fields[name.strip()] = column.strip()
+    if not fields:
+        raise XdrError(f"{option}: no name=column pairs in {spec!r}")
+    return fields
 
 
 def parse_ints(csv: str, what: str) -> list[int]:

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import BatchOpt, DeviceOpt, QLenOpt, QPrefixOpt, in_range, model_spec, out
+from xdr.cli.options import (
+    BatchOpt,
+    DeviceOpt,
+    FieldsOpt,
+    LangOpt,
+    QLenOpt,
+    QPrefixOpt,
+    in_range,
+    model_spec,
+    out,
+    parse_fields,
+)
 from xdr.config import DEFAULT_BETA
 from xdr.errors import XdrError
 
@@ -22,7 +33,8 @@ app = typer.Typer()
 )
 def search_cmd(
     index_dir: Annotated[Path, typer.Argument(help="directory written by `xdr index`")],
-    queries: Annotated[Path, typer.Argument(help="query file (id, lang, text[, answers])")],
+    queries: Annotated[Path, typer.Argument(
+        help="query file (id, text[, lang, answers]; lang detected when absent) or irds:<id>")],
     out_dir: Annotated[Path, typer.Option("--out", help="writes run.trec (+ xor.json with --corpus)")],
     corpus: Annotated[Path | None, typer.Option(help="corpus, streamed once, for passage texts")] = None,
     k: Annotated[int, typer.Option(callback=in_range(1), help="passages per query")] = 100,
@@ -44,6 +56,8 @@ def search_cmd(
     ef_search: Annotated[int | None, typer.Option(
         callback=in_range(1), help="HNSW beam width (default 128); more is slower and "
                                                  "closer to exact")] = None,
+    fields: FieldsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.artifacts import ensure_writable
@@ -67,7 +81,7 @@ def search_cmd(
         spec = idx.spec.model_copy(update={name: v for name, v in overrides.items() if v is not None})
     else:
         spec = model_spec(model, **overrides)
-    qs = list(read_queries(queries))
+    qs = list(read_queries(queries, fields=parse_fields(fields), lang=lang))
     encoder = Encoder.load(spec, device=device)
     reranker = None
     if store is not None:

@@ -2,7 +2,10 @@
 
 Every reader reports a bad record the same way (file, 1-based line or row, field), so the checks live
 here once rather than in each format module. Everything streams: a reader holds one record (or one
-Parquet batch) at a time, never a whole corpus.
+Parquet batch) at a time, never a whole corpus. Parsing is the libraries': json, csv, pyarrow and ijson
+(JSON arrays too big to load). What stays hand-written is the located checks of :class:`Record` (no
+validation library reports file:line:field for a streamed row without building a model per row) and
+the split of headerless ``id<TAB>text`` lines, which are not CSV-quoted.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import gzip
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
+import ijson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -22,8 +26,7 @@ from xdr.errors import DataError, XdrError
 from xdr.langs import normalize_lang
 
 PARQUET_BATCH_ROWS = 8192
-JSON_CHUNK_CHARS = 1 << 20
-MAX_JSON_ELEMENT_CHARS = 256 << 20  # one DPR example is ~100 kB; anything this big is a broken file
+TABLE_FORMATS = ("jsonl", "tsv", "csv", "parquet")
 
 
 class RowError(DataError):
@@ -197,17 +200,22 @@ def iter_jsonl(path: str | Path) -> Iterator[Record]:
         yield Record(obj, path, n)
 
 
-def iter_tsv(
-    path: str | Path, required: Sequence[str], *, exact_header: Sequence[str] | None = None
+DELIMITERS = {"tsv": ("\t", "tab-separated"), "csv": (",", "comma-separated")}
+
+
+def iter_delimited(
+    path: str | Path, required: Sequence[str], *, fmt: str = "tsv", exact_header: Sequence[str] | None = None
 ) -> Iterator[Record]:
-    """Records of a tab-separated file whose first row names the columns.
+    """Records of a tab- (``fmt="tsv"``) or comma-separated (``"csv"``) file whose first row names the columns.
 
     Fields may be double-quoted with ``""`` escapes, as DPR's ``psgs_w100.tsv`` (and the XOR copy of it)
-    writes text that contains quotes. Every row must have as many columns as the header.
+    writes text that contains quotes, and as every CSV writer does. Every row must have as many columns
+    as the header. The csv module does the parsing; only the checks and locations are ours.
     """
+    delimiter, separated = DELIMITERS[fmt]
     start = 1
     with open_text(path) as f, read_errors(path, lambda: start):
-        reader = csv.reader(f, delimiter="\t")
+        reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
@@ -227,13 +235,26 @@ def iter_tsv(
                     if len(row) != len(header):
                         raise DataError(
                             path, start, None,
-                            f"expected {len(header)} tab-separated columns ({', '.join(header)}), "
-                            f"got {len(row)}",
+                            f"expected {len(header)} {separated} columns ({', '.join(header)}), got {len(row)}",
                         )
                     yield Record(dict(zip(header, row, strict=True)), path, start)
                 start = reader.line_num + 1
         except csv.Error as e:
-            raise DataError(path, start, None, f"bad TSV: {e}") from None
+            raise DataError(path, start, None, f"bad {fmt.upper()}: {e}") from None
+
+
+def iter_id_text(path: str | Path) -> Iterator[Record]:
+    """Records ``{"id", "text"}`` of a headerless two-column TSV (MS MARCO, MIRACL and Mr. TyDi topics).
+
+    These files are not CSV-quoted (a question may start with a quote), so a line is split at its tab.
+    """
+    for n, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) != 2:
+            raise DataError(path, n, None, f"expected 2 tab-separated columns (id, text), got {len(cols)}")
+        yield Record({"id": cols[0], "text": cols[1]}, path, n)
 
 
 def iter_parquet(path: str | Path, required: Sequence[str], optional: Sequence[str] = ()) -> Iterator[Record]:
@@ -259,23 +280,22 @@ def iter_parquet(path: str | Path, required: Sequence[str], optional: Sequence[s
 def iter_table(
     path: str | Path, fmt: str, required: Sequence[str], optional: Sequence[str] = ()
 ) -> Iterator[Record]:
-    """Records of a JSONL, TSV or Parquet file, so record-level formats need one reader, not three."""
+    """Records of a JSONL, TSV, CSV or Parquet file, so record-level formats need one reader, not four."""
     if fmt == "jsonl":
         return iter_jsonl(path)
-    if fmt == "tsv":
-        return iter_tsv(path, required)
+    if fmt in DELIMITERS:
+        return iter_delimited(path, required, fmt=fmt)
     if fmt == "parquet":
         return iter_parquet(path, required, optional)
-    raise XdrError(f"{path}: unsupported format {fmt!r}; expected jsonl, tsv or parquet")
+    raise XdrError(f"{path}: unsupported format {fmt!r}; expected {', '.join(TABLE_FORMATS)}")
 
 
 def table_format(path: str | Path) -> str:
-    """jsonl, tsv or parquet from the file name."""
-    suffix = base_suffix(path)
-    formats = {".jsonl": "jsonl", ".tsv": "tsv", ".parquet": "parquet"}
-    if suffix not in formats:
-        raise XdrError(f"{path}: cannot tell the format from the name; use .jsonl, .tsv or .parquet")
-    return formats[suffix]
+    """jsonl, tsv, csv or parquet from the file name."""
+    fmt = base_suffix(path).lstrip(".")
+    if fmt not in TABLE_FORMATS:
+        raise XdrError(f"{path}: cannot tell the format from the name; use .jsonl, .tsv, .csv or .parquet")
+    return fmt
 
 
 def load_json(path: str | Path) -> Any:
@@ -287,56 +307,49 @@ def load_json(path: str | Path) -> Any:
             raise DataError(path, e.lineno, None, f"bad JSON: {e.msg} (column {e.colno})") from None
 
 
-def iter_json_array(path: str | Path, chunk_chars: int = JSON_CHUNK_CHARS) -> Iterator[Record]:
-    """The elements of a file holding one JSON array, decoded one at a time.
+def first_char(path: str | Path) -> str:
+    """The first non-whitespace character of a text file ("" when there is none), to tell JSON kinds apart."""
+    with open_text(path) as f, read_errors(path, lambda: None):
+        while (c := f.read(1)) and c.isspace():
+            pass
+    return c
 
-    DPR training files are single arrays of several GB, too big for ``json.load``. ``raw_decode``
-    parses one element from a growing buffer, so memory stays at one element plus one chunk, with no
-    dependency such as ijson. Each Record's line is where its element starts.
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open bytes, gunzipping a ``.gz``, past a UTF-8 BOM (which JSON parsers reject)."""
+    p = Path(path)
+    try:
+        f = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115 (the caller closes it)
+    except FileNotFoundError:
+        raise XdrError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise XdrError(f"{p}: is a directory, expected a file") from None
+    if f.read(3) != b"\xef\xbb\xbf":
+        f.seek(0)
+    return f
+
+
+def iter_json_array(path: str | Path) -> Iterator[Record]:
+    """The elements of a file holding one JSON array, decoded one at a time with ijson.
+
+    DPR training files are single arrays of several GB, too big for ``json.load``; ijson (its C
+    backend) streams them with memory for one element. It reports no line numbers, so a Record is
+    located by its element index instead: errors name the field as ``[3].positive_ctxs[0].text``.
     """
-    decoder = json.JSONDecoder()
-    buf, pos, line, eof = "", 0, 1, False
-    with open_text(path) as f, read_errors(path, lambda: line):
-
-        def next_char() -> str:
-            """Skip whitespace (reading on as needed); the next character, or "" at the end of the file."""
-            nonlocal buf, pos, line, eof
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n":
-                    line += buf[pos] == "\n"
-                    pos += 1
-                if pos < len(buf) or eof:
-                    return buf[pos:pos + 1]
-                buf, pos = f.read(chunk_chars), 0
-                eof = not buf
-
-        if next_char() != "[":
-            raise DataError(path, line, None, "expected a JSON array ('[') at the start of the file")
-        pos += 1
-        index = 0
-        while (c := next_char()) != "]":
-            if index:
-                if c != ",":
-                    raise DataError(path, line, None, f"expected ',' or ']' after element {index - 1}")
-                pos += 1
-                c = next_char()
-            if not c:
-                raise DataError(path, line, None, "the JSON array is not closed (file ends early)")
-            while True:
-                try:
-                    obj, end = decoder.raw_decode(buf, pos)
-                    if end < len(buf) or eof:
-                        break  # a value that ends at the buffer edge might go on (a number)
-                except json.JSONDecodeError as e:
-                    if eof:
-                        raise DataError(path, line, None, f"bad JSON in element {index}: {e.msg}") from None
-                if len(buf) - pos > MAX_JSON_ELEMENT_CHARS:
-                    raise DataError(path, line, None, f"element {index} is not JSON or is too large")
-                more = f.read(max(chunk_chars, len(buf) - pos))  # doubling keeps re-parsing linear
-                buf, pos, eof = buf[pos:] + more, 0, not more
-            if not isinstance(obj, dict):
-                problem = f"element {index}: expected an object, got {json_type(obj)}"
-                raise DataError(path, line, None, problem)
-            yield Record(obj, path, line)
-            line += buf.count("\n", pos, end)
-            pos, index = end, index + 1
+    if first_char(path) != "[":
+        raise DataError(path, None, None, "expected a JSON array ('[') at the start of the file")
+    done = 0
+    with open_binary(path) as f:
+        try:
+            for obj in ijson.items(f, "item", use_float=True):
+                if not isinstance(obj, dict):
+                    raise DataError(path, None, f"[{done}]", f"expected an object, got {json_type(obj)}")
+                yield Record(obj, path, None, f"[{done}].")
+                done += 1
+        except ijson.JSONError as e:
+            raw = e.args[0] if e.args else ""
+            message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            first_line = message.splitlines()[0] if message else type(e).__name__
+            raise DataError(path, None, f"[{done}]", f"bad JSON: {first_line}") from None
+        except (OSError, EOFError) as e:
+            raise DataError(path, None, None, f"cannot read: {e}") from None

@@ -1,8 +1,10 @@
-"""TREC's whitespace-column files: the line parser, the id check, and qrels (``qid 0 docid rel``).
+"""TREC's whitespace-column files: the line parser, the id check, and qrels (``qid 0 docid rel``), plus
+BEIR's qrels (a TSV with the header ``query-id corpus-id score``).
 
 Columns are separated by any whitespace, so ids must not contain any; the writers refuse such ids
 rather than produce a file that reads back differently. Qrels are small, so they are read into a dict,
 the shape ir_measures takes. Run files (``qid Q0 docid rank score tag``) are in :mod:`xdr.data.runs`.
+These few lines stay hand-written: ir_measures reads TREC qrels too, but without the file:line errors.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from xdr.artifacts import atomic_path
-from xdr.data._io import numbered_lines
+from xdr.data._io import iter_delimited, numbered_lines
 from xdr.errors import DataError, XdrError
 
 QRELS_COLUMNS = ("qid", "iter", "docid", "rel")
+BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 Qrels = Mapping[str, Mapping[str, int]]
 
 
@@ -42,14 +45,28 @@ def number(path: str | Path, line: int, field: str, value: str, kind: type[int] 
     return number
 
 
-def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+def _judge(qrels: dict[str, dict[str, int]], path: str | Path, n: int, names: tuple[str, str, str],
+           qid: str, docid: str, rel: str) -> None:
+    docs = qrels.setdefault(qid, {})
+    if docid in docs:
+        raise DataError(path, n, names[1], f"{docid!r} is judged twice for query {qid!r}")
+    docs[docid] = int(number(path, n, names[2], rel, int))
+
+
+def read_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """query id -> {doc id: relevance}; a repeated (query, doc) pair is an error."""
     qrels: dict[str, dict[str, int]] = {}
     for n, (qid, _, docid, rel) in rows(path, QRELS_COLUMNS):
-        docs = qrels.setdefault(qid, {})
-        if docid in docs:
-            raise DataError(path, n, "docid", f"{docid!r} is judged twice for query {qid!r}")
-        docs[docid] = int(number(path, n, "rel", rel, int))
+        _judge(qrels, path, n, ("qid", "docid", "rel"), qid, docid, rel)
+    return qrels
+
+
+def read_beir_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """BEIR's ``qrels/<split>.tsv``; errors name its columns."""
+    qrels: dict[str, dict[str, int]] = {}
+    for rec in iter_delimited(path, BEIR_QRELS_HEADER, exact_header=BEIR_QRELS_HEADER):
+        qid, docid, rel = (rec.text(c) for c in BEIR_QRELS_HEADER)
+        _judge(qrels, path, rec.line or 0, BEIR_QRELS_HEADER, qid, docid, rel)
     return qrels
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from xdr.data._io import UniqueIds, iter_jsonl, iter_tsv, numbered_lines
+from xdr.data._io import UniqueIds, iter_delimited, iter_jsonl, numbered_lines
 from xdr.data.generic import passages_from_records
 from xdr.data.schema import Passage, Query
 from xdr.errors import DataError
@@ -40,7 +40,7 @@ def read_xor_wiki(path: str | Path, *, check_duplicates: bool = True) -> Iterato
     The header must be exactly ``id, text, title``: this catches a different file passed by mistake
     before millions of rows are encoded from it.
     """
-    return passages_from_records(iter_tsv(path, WIKI_HEADER, exact_header=WIKI_HEADER), check_duplicates)
+    return passages_from_records(iter_delimited(path, WIKI_HEADER, exact_header=WIKI_HEADER), check_duplicates)
 
 
 @dataclass(frozen=True, slots=True)

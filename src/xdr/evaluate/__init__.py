@@ -175,6 +175,8 @@ def evaluate_files(
     token_budgets: Sequence[int] = DEFAULT_BUDGETS,
     measures: Sequence[str] | None = None,
     name: str | None = None,
+    query_fields: Mapping[str, str] | None = None,
+    lang: str | None = None,
 ) -> Report:
     """Evaluate the files a search wrote: a run directory, ``run.trec`` or an XOR-TyDi ``xor.json``.
 
@@ -184,7 +186,7 @@ def evaluate_files(
     """
     run_path = Path(run_path)
     trec, xor = _run_files(run_path)
-    queries = list(read_queries(queries_path))
+    queries = list(read_queries(queries_path, fields=query_fields, lang=lang))
     qrels = read_qrels(qrels_path) if qrels_path is not None else None
     passages: dict[str, str] | None = None
     if trec.suffix == ".json":  # an XOR submission alone: ranked texts, no doc ids
