@@ -1,20 +1,16 @@
-"""Encoding throughput: xdr's Encoder against sentence-transformers on the same model and inputs.
+"""Encoding throughput: xdr's Encoder against sentence-transformers ``encode`` on the same model and inputs.
 
-CPU mode (default): me5-small (built offline) on real XQuAD-R passages, both run in this process with the
-same thread count, interleaved repeats, medians. GPU mode (``--random-bert-base``, default on CUDA): a
-random-weight BERT-base with mBERT's vocabulary size (119,547), no download, passages truncated to 128
-tokens, bf16; it also reports MFU.
+CPU mode (default): me5-small on real XQuAD-R passages, both run in this process with the same thread
+count, interleaved repeats, medians; the outputs must agree. GPU mode (``--random-bert-base``, default on
+CUDA): a random-weight BERT-base with mBERT's vocabulary size (119,547), passages truncated to 128 tokens,
+bf16; it also reports MFU (``--tiny`` shrinks the model to check that recipe on a CPU).
 
 MFU counts the useful work only (real tokens, no padding):
     FLOPs = 2 · P · Σ L_i  +  4 · layers · hidden · Σ L_i²
 where P is the number of non-embedding parameters in the encoder layers (each weight does one multiply
 and one add per token), L_i the token count of text i, and the second term the two attention matmuls
-(QKᵀ and AV, 2·L²·hidden each per layer). MFU = FLOPs / seconds / peak, peak = 989 TFLOP/s for H100/H200
-dense bf16 (``--peak-tflops`` for other hardware; none is assumed for CPUs).
-
-Run:  .venv/bin/python benchmarks/bench_encode_speed.py [--texts sentences|paragraphs]
-      .venv/bin/python benchmarks/bench_encode_speed.py --device cuda
-      .venv/bin/python benchmarks/bench_encode_speed.py --device cpu --random-bert-base --tiny
+(QKᵀ and AV, 2·L²·hidden each per layer). MFU = FLOPs / seconds / peak, with the GPU's dense bf16 peak
+from ``common.PEAK_BF16_TFLOPS`` (``--peak-tflops`` for other hardware; none for a CPU run).
 """
 
 from __future__ import annotations
@@ -33,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import machine_info
+from common import peak_tflops, save_random_bert
+
+from xdr.runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
-H100_BF16_TFLOPS = 989.0
-MBERT_VOCAB = 119547
 
 
 def read_xquad(data: Path, langs: list[str], unit: str) -> list[str]:
@@ -51,31 +47,6 @@ def read_xquad(data: Path, langs: list[str], unit: str) -> list[str]:
             for p in article["paragraphs"]:
                 texts.extend(p["sentences"] if unit == "sentences" else [p["context"]])
     return texts
-
-
-def random_bert_dir(out: Path, texts: list[str], tiny: bool) -> None:
-    """A random BERT-base (mBERT vocabulary size) plus a WordPiece tokenizer trained on ``texts``.
-
-    Only speed is measured, so the weights are random; the tokenizer gives realistic lengths without a
-    download. ``tiny`` shrinks the network so the GPU recipe can be smoke-tested on a CPU.
-    """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=30000, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    BertTokenizerFast(tokenizer_object=tok, model_max_length=512, unk_token="[UNK]", pad_token="[PAD]",
-                      cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]").save_pretrained(out)
-    size = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512) if tiny \
-        else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=MBERT_VOCAB, max_position_embeddings=512, **size)).save_pretrained(out)
 
 
 def model_flops(model: torch.nn.Module, lengths: np.ndarray) -> float:
@@ -102,7 +73,8 @@ def timed(fn) -> tuple[float, float, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data", "--shared", type=Path, default=REPO.parent / "shared" / "data",
+                    help="the folder holding xquad-r/")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--texts", default="sentences", choices=["sentences", "paragraphs"])
     ap.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
@@ -131,7 +103,7 @@ def main() -> None:
         langs = ["en", "de", "el", "es", "hi", "tr", "vi"]
         pool = read_xquad(args.data, langs, "paragraphs") + read_xquad(args.data, langs, "sentences")
         random.Random(0).shuffle(pool)  # any --limit gets the same mix of long and short passages
-        random_bert_dir(Path(tmp.name), pool, args.tiny)
+        save_random_bert(Path(tmp.name), "tiny" if args.tiny else "base", pool)
         spec = ModelSpec(name="random-bert-base" + ("-tiny" if args.tiny else ""), path=tmp.name,
                          pooling="mean", normalize=False, passage_max_length=128)
         limit = args.limit or (50_000 if device.type == "cuda" else 2_000)
@@ -192,8 +164,7 @@ def main() -> None:
     # Adjacent runs share the machine's load at that moment, so the paired median resists drift.
     results["ratio_paired_median"] = round(statistics.median(results["ratio_per_repeat"]), 4)
     results["min_cosine_xdr_vs_st"] = round(min_cos, 6)
-    peak = args.peak_tflops or (H100_BF16_TFLOPS if info["gpu"] and ("H100" in info["gpu"] or "H200" in
-                                                                      info["gpu"]) else None)
+    peak = peak_tflops(info["gpu"] if device.type == "cuda" else None, args.peak_tflops)
     if random_bert:
         flops = model_flops(enc.model, lengths)
         results["model_flops_per_pass"] = flops

@@ -1,9 +1,10 @@
-"""Query-generation throughput of the xQG mT5 generator (issue #3): HF ``generate`` against faster set-ups.
+"""Query-generation throughput of the xQG mT5 generator: HF ``generate`` against faster set-ups.
 
-The xQG augmentation samples 5 questions for each of 18M passages in 7 languages: 630M generations. On an
-H100, HF ``generate`` reached about 7.6 queries/s one passage at a time and about 1,165 queries/s with
-256 passages a batch (~150 h); the target is >= 7,300 queries/s on one H100. This script measures, in one
-run and on the same inputs, every candidate against the batched HF baseline (``hf_b256``):
+The xQG augmentation samples 5 questions for each of 18M passages in 7 languages: 630M generations. The
+reference figures (``REFERENCE_H100``): on an H100, HF ``generate`` reached about 7.6 queries/s one passage
+at a time and about 1,165 queries/s with 256 passages a batch (~150 h); the target is >= 7,300 queries/s on
+one H100. This script measures, in one run and on the same inputs, every candidate against the batched HF
+baseline (``hf_b256``):
 
   loop        HF ``generate`` one passage at a time (a few passages; the rate is extrapolated)
   hf          HF ``generate``, 256 passages a batch (the baseline), then 512, 1024, 2048 (stops on OOM)
@@ -12,8 +13,8 @@ run and on the same inputs, every candidate against the batched HF baseline (``h
               (torch.compile, mode "reduce-overhead" = CUDA graphs) once the cache is static. On CPU that
               auto-compile is off, so the smoke run forces it (CompileConfig mode "default") to prove the path
   xdr_seeded  HF ``generate`` plus xdr's per-row SeededSampler, i.e. what ``Seq2SeqGenerator`` runs today
-              (needs ``import xdr``: run with PYTHONPATH=src)
-  ct2         CTranslate2 (``pip install ctranslate2``): the model converted from a saved HF directory,
+              (skipped where xdr.generate cannot be imported)
+  ct2         CTranslate2 (skipped where it is not installed): the model converted from a saved HF directory,
               ``translate_batch(sampling_topk=10, num_hypotheses=5, min/max_decoding_length=32)``
   custom      a hand-written decode loop on the HF model's own weights: encoder and cross-attention K/V once
               per passage (shared by its 5 samples instead of copied 5 times), a static self-attention
@@ -39,31 +40,12 @@ d = d_model, i = heads x d_kv, f = d_ff, V = vocabulary, weights only, norms and
     decoder      n * sum_{t=1..T} [2 * N_tok + 4 * layers_dec * i * (t + L)],
                  N_tok = layers_dec * (4*d*i + 2*d*i + 3*d*f) + d*V   (self-attention, cross q/o, gated FFN,
                  LM head); the second term is the self- (t keys) and cross-attention (L keys) products.
-MFU = FLOPs per passage x passages/s / peak, peak = 989 TFLOP/s (H100 SXM dense bf16; --peak-tflops).
-For mT5-base that is about 120 GFLOP per passage (24 per query): 100% MFU would be ~41,000 queries/s.
+MFU = FLOPs per passage x passages/s / peak, with the GPU's dense bf16 peak from ``common.PEAK_BF16_TFLOPS``
+(--peak-tflops for other hardware). For mT5-base that is about 120 GFLOP per passage (24 per query): 100%
+MFU on an H100 (989 TFLOP/s) would be ~41,000 queries/s. The JSON is rewritten after every system, so a run
+cut short keeps what it measured.
 
-CPU smoke run (tiny model, all systems, small batches; writes benchmarks/results/generate_speed_cpu_tiny.json):
-    .venv/bin/python benchmarks/bench_generate_speed.py --device cpu --size tiny --repeats 3
-
-GPU run on the lent H100. It has no network; its python3 (3.12) holds torch, transformers, numpy and pyyaml
-but not ctranslate2 nor xdr's pydantic and py3langid (for xdr_seeded). Fetch their wheels here, into the
-git-ignored .cache/wheels (~48 MB, under the 64 MiB that travels), and name it in the run's ``carry``:
-    .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 \
-        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .cache/wheels \
-        ctranslate2==4.8.5 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection py3langid==0.4.0
-Then, there (one call, all systems, ~10 minutes at most; the JSON is rewritten after every system):
-    python3 -m pip install -q --no-index --no-deps .cache/wheels/*.whl && \
-    PYTHONPATH=src python3 benchmarks/bench_generate_speed.py --device cuda --size base \
-        --out $OUT/generate_speed_cuda_base.json
-CTranslate2's PyPI wheels load ``libcublas.so.12`` (CUDA 12) at the first matrix product; the lent machines
-ship CUDA 13. Without it the ct2 rows record "Library libcublas.so.12 is not found". An untested way round,
-to put before the python3 command (its LD_LIBRARY_PATH is recorded in the ct2 rows):
-    ldconfig -p | grep -q libcublas.so.12 || { mkdir -p /tmp/cu12; for l in libcublas libcublasLt; do
-      f=$(find / -xdev -name "$l.so.13*" -type f 2>/dev/null | head -1); [ -n "$f" ] && ln -sf "$f" /tmp/cu12/$l.so.12;
-      done; export LD_LIBRARY_PATH=/tmp/cu12:$LD_LIBRARY_PATH; }
-Should a call run out of time, split it on the same warm machine, keeping the baseline in each:
-``--systems loop,hf,custom,xdr_seeded,ct2`` then ``--systems hf,hf_static`` (with another ``--out``).
-The CTranslate2 T5 converter scales the decoder output when ``config.tie_word_embeddings`` is set, which
+CTranslate2's T5 converter scales the decoder output when ``config.tie_word_embeddings`` is set, which
 transformers 5 always sets for mT5: the converted model's logits are then ~28 times flatter than HF's.
 That changes no cost, so the speed figures stand; xdr.generate.ct2 converts with the right scaling.
 """
@@ -85,60 +67,30 @@ from typing import Any
 
 import torch
 import transformers
-from machine import machine_info
+from common import MT5_EOS, MT5_PAD, MT5_SIZES, MT5_UNK, peak_tflops, random_mt5, sync
 from torch.nn import functional as F
 from transformers import CompileConfig, MT5Config, MT5ForConditionalGeneration, PreTrainedTokenizerFast
+
+from xdr.runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_STATUS = (
     "CPU smoke run of a tiny model: it proves every system runs and checks its token counts; its rates are"
     " not a speed comparison (tiny matrices, Python overhead, other jobs on the machine: see the load"
-    " averages). GPU figures pending: run with --device cuda on an H100"
+    " averages). The speed figures come from --device cuda"
 )
 # The order they run in: the likeliest fastest early, the slowest to compile (two compiles) last.
 SYSTEMS = ("loop", "hf", "custom", "xdr_seeded", "ct2", "hf_static")
 INPUT_TOKENS, NEW_TOKENS, SAMPLES, TOP_K = 128, 32, 5, 10
-PAD, EOS, UNK = 0, 1, 2  # mT5's ids; the decoder starts from PAD
-H100_BF16_TFLOPS = 989.0
-GENERATIONS = 18_000_000 * 7 * 5  # passages x languages x samples: the xQG augmentation of issue #3
+GENERATIONS = 18_000_000 * 7 * 5  # passages x languages x samples: xQG's augmentation of the XOR-TyDi corpus
 AGREEMENT_PASSAGES = 64
 REFERENCE_H100 = {"loop_queries_per_s": 7.6, "hf_b256_queries_per_s": 1165.0, "target_queries_per_s": 7300.0}
-SIZES = {
-    # mT5-base as released (MT5Config's own defaults are mT5-small's, and it ties the LM head by default).
-    "base": dict(
-        vocab_size=250_112,
-        d_model=768,
-        d_kv=64,
-        d_ff=2048,
-        num_layers=12,
-        num_decoder_layers=12,
-        num_heads=12,
-    ),
-    "tiny": dict(vocab_size=4096, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4),
-}
-
-
-def build_model(size: str, device: torch.device, dtype: torch.dtype) -> MT5ForConditionalGeneration:
-    """A random-weight mT5 built on ``device``: speed does not depend on the weights, so nothing downloads.
-
-    transformers 5 builds every MT5 with its LM head tied to the input embedding (MT5Config overrides
-    ``tie_word_embeddings``); released mT5 checkpoints carry their own LM head, so it is untied here to hold
-    the same parameters in memory (the FLOPs are the same either way).
-    """
-    config = MT5Config(
-        **SIZES[size], feed_forward_proj="gated-gelu", pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = MT5ForConditionalGeneration(config)
-        model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * config.d_model**-0.5)
-    return model.to(dtype).eval()
 
 
 def random_inputs(passages: int, vocab: int) -> torch.Tensor:
     """``passages`` x 128 token ids: 127 random non-special tokens, then EOS as the tokenizer ends them."""
     ids = torch.randint(3, vocab, (passages, INPUT_TOKENS), generator=torch.Generator().manual_seed(1))
-    ids[:, -1] = EOS
+    ids[:, -1] = MT5_EOS
     return ids
 
 
@@ -156,11 +108,6 @@ def flops_per_passage(config: MT5Config) -> dict[str, float]:
         "decoder": decoder,
         "total": encoder + cross_kv + decoder,
     }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def is_oom(error: BaseException) -> bool:
@@ -183,8 +130,8 @@ def hf_kwargs() -> dict[str, Any]:
         num_return_sequences=SAMPLES,
         max_new_tokens=NEW_TOKENS,
         min_new_tokens=NEW_TOKENS,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
+        pad_token_id=MT5_PAD,
+        eos_token_id=MT5_EOS,
     )
 
 
@@ -250,7 +197,7 @@ class CustomLoop:
             x = x + att.o(out.transpose(1, 2).reshape(rows, 1, -1))
             x = block.layer[2](x)
         logits = self.model.lm_head(self.model.decoder.final_layer_norm(x))[:, 0, :]
-        logits[:, EOS] = float("-inf")
+        logits[:, MT5_EOS] = float("-inf")
         values, indices = logits.topk(TOP_K, dim=-1)
         cdf = torch.softmax(values.double(), dim=-1).cumsum(-1)
         u = self.uniforms.index_select(1, position) * cdf[:, -1:]
@@ -262,7 +209,7 @@ class CustomLoop:
         """``batch`` x 5 rows of 32 new tokens; ``uniforms`` is rows x 32 in [0, 1), one per row and step."""
         self._prefill(input_ids)
         self.uniforms.copy_(uniforms)
-        tokens = torch.full((self.rows,), PAD, device=input_ids.device, dtype=torch.long)
+        tokens = torch.full((self.rows,), MT5_PAD, device=input_ids.device, dtype=torch.long)
         out = torch.empty((self.rows, NEW_TOKENS), device=input_ids.device, dtype=torch.long)
         for t, position in enumerate(self.positions):
             # a CUDA-graph replay reuses its output buffer, so each step's tokens are cloned before the next
@@ -281,7 +228,7 @@ class Bench:
         self.args = args
         self.device = torch.device(args.device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = build_model(args.size, self.device, self.dtype)
+        self.model = random_mt5(args.size, self.device, self.dtype)
         self.inputs = random_inputs(max(args.passages, max(self.all_batches())), self.model.config.vocab_size)
         self.results: dict[str, dict[str, Any]] = {}
         self.tmp = tempfile.TemporaryDirectory(prefix="xdr-genbench-")
@@ -397,7 +344,7 @@ class Bench:
     def run_xdr_seeded(self) -> None:
         try:
             from xdr.generate.hf import Sampling, SeededSampler
-        except Exception as error:  # ImportError, or a carried dependency that does not fit the machine
+        except Exception as error:  # ImportError, or an installed dependency that does not fit the machine
             self.results["xdr_seeded"] = {"status": "skipped", "error": f"import xdr failed: {error!r}"}
             return
         sampling = Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS)
@@ -421,7 +368,7 @@ class Bench:
 
         hf_dir, ct2_dir = Path(self.tmp.name) / "hf", Path(self.tmp.name) / "ct2"
         self.model.save_pretrained(hf_dir)
-        vocab = {"<pad>": PAD, "</s>": EOS, "<unk>": UNK}
+        vocab = {"<pad>": MT5_PAD, "</s>": MT5_EOS, "<unk>": MT5_UNK}
         tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
         PreTrainedTokenizerFast(
             tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
@@ -550,7 +497,7 @@ def summary(
     best = max(ok, key=lambda k: ok[k]["queries_per_s"])
     qps = ok[best]["queries_per_s"]
     tflops = flops["total"] * qps / SAMPLES / 1e12
-    peak = args.peak_tflops if args.peak_tflops is not None else (H100_BF16_TFLOPS if on_gpu else None)
+    peak = peak_tflops(torch.cuda.get_device_name(0) if on_gpu else None, args.peak_tflops)
     hours = GENERATIONS / qps / 3600
     out.update(
         best=best,
@@ -575,7 +522,7 @@ def int_list(text: str) -> list[int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--size", choices=list(SIZES), default=None, help="default: base on cuda, tiny on cpu")
+    ap.add_argument("--size", choices=list(MT5_SIZES), default=None, help="default: base on cuda, tiny on cpu")
     ap.add_argument("--passages", type=int, default=None, help="timed per system (default 4096 cuda, 64 cpu)")
     ap.add_argument("--loop-passages", type=int, default=None, help="for the loop (default 8 cuda, 4 cpu)")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
@@ -587,7 +534,7 @@ def main() -> None:
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="run the custom loop eagerly")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads on CPU")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="default 989 (H100 bf16) on cuda")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="default: the GPU's dense bf16 peak")
     ap.add_argument("--gpus", type=int_list, default="1,8,16,32", help="GPU counts for the hours estimate")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -622,7 +569,7 @@ def main() -> None:
         "model": {
             "size": args.size,
             "random_weights": True,
-            **SIZES[args.size],
+            **MT5_SIZES[args.size],
             "parameters": sum(p.numel() for p in bench.model.parameters()),
             "dtype": str(bench.dtype).removeprefix("torch."),
         },

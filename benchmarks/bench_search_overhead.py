@@ -1,10 +1,9 @@
 """Overhead of xdr's search path over raw FAISS, on the same index and the same query vectors.
 
-    python benchmarks/bench_search_overhead.py            # 200k x 384 corpus, 2,000 queries, k=100
-
-Builds an exact inner-product index with `xdr.index.build_index` over random unit vectors and measures
-xdr's search path without query encoding (`search_vectors`: dim check, FAISS search, row numbers mapped
-to passage ids, the ranked lists of a `Run`) against raw FAISS `index.search` two ways:
+Builds an exact inner-product index with `xdr.index.build_index` over random unit vectors (by default
+200k x 384, 2,000 queries, k = 100) and measures xdr's search path without query encoding
+(`search_vectors`: dim check, FAISS search, row numbers mapped to passage ids, the ranked lists of a
+`Run`) against raw FAISS `index.search` two ways:
 
   added      `search_vectors` over a stand-in index that replays FAISS's own answer at no cost: exactly
              the time xdr adds; overhead = best(added) / best(raw). This is the figure held to the
@@ -34,11 +33,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from machine import machine_info
 
 from xdr.config import ModelSpec
 from xdr.encode import write_embeddings
 from xdr.index import INDEX_FILE, build_index, load_index
+from xdr.runtime import machine_info
 from xdr.search import search_vectors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,28 +33,12 @@ that backward, hence 6):
 P = non-embedding parameters of the encoder layers (no embeddings, no pooler), T = tokens in the step
 (batch·query_len + batch·(1+negatives)·passage_len), L_i each sequence's length; the attention term is the
 two attention matmuls (QKᵀ, AV: 4·L²·hidden per layer forward) times 3 for forward+backward. The score
-matrix and the loss are negligible and not counted. MFU = FLOPs · steps/s / peak, with peak = 989 TFLOP/s
-(H100 SXM dense bf16; ``--peak-tflops`` for other hardware; none is assumed for a CPU). Target: ≥ 40 %.
+matrix and the loss are negligible and not counted. MFU = FLOPs · steps/s / peak, with the GPU's dense bf16
+peak from ``common.PEAK_BF16_TFLOPS`` (``--peak-tflops`` for other hardware; none for a CPU run). Target: ≥ 40 %.
 
 The xQG paper's recipe (40 epochs over 15,250 XOR-TyDi training questions, batch 128 → 120 steps per
 epoch, 4,800 steps) is projected from each system's measured step time; it is only meaningful for the
 recipe's shape (``--size base --batch 128 --negatives 7``, CUDA), which the JSON says in ``recipe_match``.
-
-Run (CPU smoke test, kept in benchmarks/results/train_speed_cpu_tiny.json):
-    .venv/bin/python benchmarks/bench_train_speed.py --device cpu --size tiny --threads 1
-H100 run (defaults: batch 128, 7 negatives, 20 timed steps after 5 warm-up steps, 3 rounds):
-    python3 benchmarks/bench_train_speed.py --device cuda --size base
-    python3 benchmarks/bench_train_speed.py --device cuda --size base --compile
-The device machine has torch and transformers; it may lack sentence-transformers, which imports
-scikit-learn, scipy, datasets and accelerate at import time (checked here: blocking any of them breaks
-``import sentence_transformers``; Pillow is not needed). Install what is missing from wheels carried
-from here (match the device's Python; scipy, scikit-learn and datasets' pyarrow are large, mind the 64 MiB
-carry limit and fetch only what ``pip list`` there lacks):
-    .venv/bin/pip download -d wheels --only-binary=:all: --python-version 3.11 \
-        --platform manylinux2014_x86_64 sentence-transformers==6.2.0 datasets accelerate scikit-learn scipy
-    # on the device (xdr from src, no install needed):
-    pip install --no-index --find-links wheels sentence-transformers datasets accelerate
-    PYTHONPATH=src python3 benchmarks/bench_train_speed.py --device cuda --size base
 """
 
 from __future__ import annotations
@@ -72,35 +56,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from machine import machine_info
+from common import BERT_SIZES, BERT_SPECIALS, MBERT_VOCAB, peak_tflops, save_random_bert, sync
+
+from xdr.runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
-H100_BF16_TFLOPS = 989.0
-MBERT_VOCAB = 119547
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 XQG_EPOCHS, XQG_QUESTIONS = 40, 15_250
-SIZES = {
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
-}
-
-
-def random_bert_dir(out: Path, size: str) -> None:
-    """A random BERT (mBERT vocabulary size) with a minimal WordPiece tokenizer, which only has to load:
-    the benchmark feeds token ids directly."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = out / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + list("abcdefghijklmnopqrstuvwxyz")) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False, model_max_length=512).save_pretrained(out)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=MBERT_VOCAB, max_position_embeddings=512, **SIZES[size])).save_pretrained(out)
 
 
 def synthetic_batch(n: int, length: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     """``n`` sequences of exactly ``length`` tokens: [CLS] random ids [SEP], no padding."""
-    ids = torch.randint(len(SPECIALS), MBERT_VOCAB, (n, length), generator=gen)
-    ids[:, 0], ids[:, -1] = SPECIALS.index("[CLS]"), SPECIALS.index("[SEP]")
+    ids = torch.randint(len(BERT_SPECIALS), MBERT_VOCAB, (n, length), generator=gen)
+    ids[:, 0], ids[:, -1] = BERT_SPECIALS.index("[CLS]"), BERT_SPECIALS.index("[SEP]")
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids, device=device),
             "token_type_ids": torch.zeros_like(ids, device=device)}
 
@@ -117,15 +84,10 @@ def step_flops(bert: torch.nn.Module, batch: int, negatives: int, q_len: int, p_
     return float(6 * layer_params(bert) * tokens + attention)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--size", default=None, choices=list(SIZES), help="default: base on CUDA, tiny on CPU")
+    ap.add_argument("--size", default=None, choices=list(BERT_SIZES), help="default: base on CUDA, tiny on CPU")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per system per round (20 CUDA, 8 CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per system per round (5 CUDA, 3 CPU)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the order of the systems alternates")
@@ -160,7 +122,7 @@ def main() -> None:
     info = machine_info()
 
     tmp = tempfile.TemporaryDirectory(prefix="xdr-bench-train-")
-    random_bert_dir(Path(tmp.name), size)
+    save_random_bert(Path(tmp.name), size)
     spec = ModelSpec(name=f"random-bert-{size}", path=tmp.name, pooling="cls", normalize=False,
                      query_max_length=args.query_len, passage_max_length=args.passage_len)
 
@@ -250,8 +212,7 @@ def main() -> None:
                   f"passages/s  step {1000 * seconds / steps:8.1f} ms  loss {float(last):.4f}", flush=True)
 
     flops = step_flops(plain, batch, negatives, args.query_len, args.passage_len)
-    gpu = info["gpu"] or ""
-    peak = args.peak_tflops or (H100_BF16_TFLOPS if ("H100" in gpu or "H200" in gpu) else None)
+    peak = peak_tflops(info["gpu"] if cuda else None, args.peak_tflops)
     steps_per_epoch = math.ceil(XQG_QUESTIONS / batch)
     recipe_steps = XQG_EPOCHS * steps_per_epoch
     recipe_match = cuda and size == "base" and batch == 128 and negatives == 7 \
@@ -281,10 +242,10 @@ def main() -> None:
     info["load_average_1m_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report = {
         "benchmark": "train_speed",
-        "status": "GPU run" if cuda else "CPU smoke test only: GPU figures pending (run the H100 command "
-                                         "in the docstring); CPU throughput, MFU and hours are not the target",
+        "status": "GPU run" if cuda else "CPU smoke test only: CPU throughput, MFU and hours are not the target "
+                                         "(the GPU figures come from --device cuda)",
         "model": spec.name,
-        "model_config": SIZES[size] | {"vocab_size": MBERT_VOCAB},
+        "model_config": BERT_SIZES[size] | {"vocab_size": MBERT_VOCAB},
         "non_embedding_params": layer_params(plain),
         "dtype": "bfloat16 autocast, fp32 master weights" if cuda else "float32",
         "settings": {"device": str(device), "size": size, "batch_queries": batch, "negatives_per_query": negatives,

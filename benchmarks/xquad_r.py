@@ -1,7 +1,5 @@
 """Quality benchmark: XQuAD-R, X->English paragraph retrieval with me5-small, run as one CLI pipeline.
 
-    python benchmarks/xquad_r.py --shared ../shared/data --work runs/xquad-r
-
 Runs `xdr data prepare / encode / index / search / evaluate` exactly as a user would, then compares the
 per-language R@1 and MRR@10 with the sanity figures of ../shared/README.md (mean pooling, L2-normalised,
 prefixes "query: " / "passage: ", passages truncated at 256 tokens, exact inner-product search) and
@@ -18,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import machine_info
+from xdr.runtime import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("de", "el", "es", "hi", "tr", "vi")

@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# The GPU half of the benchmarks and of the #4 training experiment, as one call of the `device` tool.
-# The device has torch, transformers, sentence-transformers, pyarrow; nothing can be installed from a
-# registry there, so `prepare` (here) fills the git-ignored .carry/ with what travels:
+# The GPU half of the benchmarks and of the training experiment (experiments/train_xquad_r.py), for a GPU
+# machine that has torch, transformers, sentence-transformers and pyarrow but no package registry and no
+# copy of ../shared. Three steps:
+#   bash experiments/gpu_session.sh prepare [GENERATED [XQG_GENERATED]]   here: fills the git-ignored .carry/
+#   OUT=DIR bash experiments/gpu_session.sh run PART...                  there, on a copy of the working tree
+#                                                                        with .carry/; results go to DIR
+#   bash experiments/gpu_session.sh collect DIR                          here, on the returned DIR
+# .carry/ holds what the GPU machine lacks:
 #   wheels   pydantic (xdr's config), datasets + dill + multiprocess (SentenceTransformerTrainer), py3langid
 #   model    me5-small trimmed to XQuAD-R's vocabulary plus every question of the artifacts given to
 #            `prepare` (synthetic pairs, xQG), packed (`xdr models trim --pack`), ~50 MiB; delete
 #            .carry/me5-xq.safetensors to rebuild it for other artifacts
 #   data     the seven XQuAD-R files the experiment reads, gzipped (never committed: ../shared is the source)
-# and `run PARTS` (there; PARTS: any of bench-train bench-train-compile bench-encode bench-generate
-# train-exp) writes into $OUT;
-# environment: CONDITIONS (sized ones too, e.g. synthetic-n40), GENERATED, GENERATED_SHARDS, XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT
-# for train-exp, GEN_SYSTEMS, GEN_ARGS, GEN_OUT, GEN_TIMEOUT for bench-generate. With XQG_GENERATED the
-# xQG rankings use the carried model as it is (--no-untrim: the full me5-small cannot travel), which is
-# exact because `prepare` trimmed it on those questions too.
-# Then `collect` (here) unpacks the returned rankings into runs/train-xquad-r for the evaluation:
-#   python experiments/train_xquad_r.py --shared ../shared/data --generated G --xqg ...   (same args, no GPU)
-#
-#   bash experiments/gpu_session.sh prepare [GENERATED [XQG_GENERATED]]
-#   device run: bash experiments/gpu_session.sh run bench-train bench-encode train-exp bench-generate
-#   bash experiments/gpu_session.sh collect DIR_WITH_train-work.tar.gz
+# PART: bench-train, bench-train-compile, bench-encode, bench-generate (benchmarks/README.md) or train-exp.
+# Environment for train-exp: CONDITIONS (sized ones too, e.g. synthetic-n40), GENERATED, GENERATED_SHARDS,
+# XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT; for bench-generate: GEN_SYSTEMS, GEN_ARGS, GEN_OUT,
+# GEN_TIMEOUT. With XQG_GENERATED the xQG rankings use the carried model as it is (--no-untrim: the full
+# me5-small is not carried), which is exact because `prepare` trimmed it on those questions too.
+# `collect` unpacks the returned rankings into runs/train-xquad-r; the same train_xquad_r.py command without
+# --rank-only and --model then evaluates them here without training again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_ARGS=(--folds 4 --epochs 1 --batch-size 64 --negatives 1 --lr 2e-5)
@@ -99,5 +99,5 @@ run)
 collect)
   mkdir -p runs && tar xzf "$2/train-work.tar.gz" -C runs && find runs/train-xquad-r -name 'ranking*.json' | wc -l
   ;;
-*) sed -n 2,15p "$0"; exit 2 ;;
+*) sed -n 2,21p "$0"; exit 2 ;;
 esac

@@ -1,12 +1,13 @@
-"""Generated-query vectors as a max-sim signal on XQuAD-R (#5): re-ranking and the multi-vector index.
+"""Generated-query vectors as a max-sim signal on XQuAD-R: re-ranking and the multi-vector index.
 
     python experiments/maxsim.py --shared ../shared/data [--generated experiments/artifacts/xqg-real-gen-n1]
 
-Oracle part: the split, test queries and me5-small vectors of `xqg_oracle.py` (same cache in --work):
+Oracle part: the split, test queries and me5-small vectors of `xqg_oracle.py` (`lib.load_split`, same
+cache in --work):
 half of each paragraph's questions, in all six languages, play the generated queries; the other half
 are tested. Every run goes through xdr's own artifacts and code: passage and generated-query embedding
 stores, max-sim stores (float16, int8, PQ), a flat index, `rerank_maxsim`, and a multi-vector index.
-Conditions: no augmentation, mean fusion + renorm at its best alpha (as in #3), max-sim re-ranking
+Conditions: no augmentation, mean fusion + renorm at its best alpha (as in xqg_oracle.py), max-sim re-ranking
 (beta x K sweep, the three store dtypes, over a plain and over a fused first stage) and the multi-vector
 index; paired tests (t-test and Wilcoxon over queries, Holm). Latency per query on the CPU (single-vector
 search, re-ranking at K = 100, multi-vector search; medians), on XQuAD-R and on a synthetic corpus of
@@ -20,7 +21,6 @@ Writes docs/results/maxsim.md, maxsim.json and maxsim-beta.png.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import statistics
@@ -33,22 +33,30 @@ from typing import Any
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
-from cache import cached
+from lib import (
+    MEAN_ALPHAS,
+    ROOT,
+    TOP,
+    OracleSplit,
+    cached,
+    digest,
+    generated_spec,
+    load_split,
+    report,
+    top_rows,
+)
 from threadpoolctl import threadpool_limits
-from xqg_oracle import MEAN_ALPHAS, ROOT, OracleSplit, load_split
 
-from xdr.augment import fuse, generated_query_id
+from xdr.artifacts import is_done
+from xdr.augment import fuse, generated_query_id, split_generated_id
 from xdr.config import ModelSpec
 from xdr.encode import write_embeddings
 from xdr.evaluate import Report, evaluate
-from xdr.generate.store import shard_paths
+from xdr.generate.store import read_generated, shard_paths
 from xdr.index import build_index, load_index
 from xdr.maxsim import GeneratedStore, build_store, rerank_maxsim, store_info
+from xdr.runtime import machine_info
 from xdr.search import Run, search_vectors
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from machine import machine_info
 
 OUT = ROOT / "docs" / "results"
 MEASURES = ["R@1", "RR@10"]
@@ -73,7 +81,7 @@ class Setting:
         self.p_dir = write_embeddings(self.pids, split.pvec, spec, work / "emb", progress=False)
         self.g_dir = write_embeddings(gen_ids, gvec, spec, work / "gen-emb", kind="query", shard_size=1000,
                                       progress=False)
-        self.owner = np.array([self.pids.index(g.rsplit("::", 2)[0]) for g in gen_ids])
+        self.owner = np.array([self.pids.index(split_generated_id(g)[0]) for g in gen_ids])
         self.gvec = gvec
         self.index = load_index(build_index(self.p_dir, work / "index", progress=False))
         self.stores = {
@@ -86,13 +94,12 @@ class Setting:
         self.qids = [q.id for q in split.test]
 
     def report(self, run: Run | np.ndarray, name: str) -> Report:
-        """Evaluate a run (or a full score matrix) on the test queries, at depth 100 as in #3."""
-        if isinstance(run, np.ndarray):
-            top = np.argsort(-run, axis=1, kind="stable")[:, :100]
-            ranked = {q: [self.pids[j] for j in row] for q, row in zip(self.qids, top, strict=True)}
-        else:
-            ranked = {q: [d for d, _ in run[q][:100]] for q in self.qids}
+        """Evaluate a run (or a full score matrix) on the test queries, at depth 100 as in xqg_oracle.py."""
         s = self.split
+        if isinstance(run, np.ndarray):
+            return report(run, s.test, self.pids, qrels=s.test_qrels, texts=s.texts, measures=MEASURES,
+                          budgets=BUDGETS, name=name)
+        ranked = {q: [d for d, _ in run[q][:TOP]] for q in self.qids}
         return evaluate(ranked, s.test, qrels=s.test_qrels, passages=s.texts, measures=MEASURES,
                         token_budgets=BUDGETS, name=name)
 
@@ -101,14 +108,14 @@ class Setting:
         if passages is None:
             return search_vectors(self.index, self.qids, self.split.tvec, k)
         scores = self.split.tvec @ passages.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = top_rows(scores, k)
         return Run({q: [(self.pids[j], float(scores[i, j])) for j in top[i]] for i, q in enumerate(self.qids)})
 
     def rerank(self, first: Run, beta: float, k: int, store: str = "float16") -> Run:
         return rerank_maxsim(first, self.split.tvec, self.stores[store], spec=self.split.spec, beta=beta, k=k)
 
     def fusion_sweep(self) -> tuple[float, Report, dict[str, dict[str, float]]]:
-        """Mean fusion with re-normalisation (#3's best form) over its alphas; the best on MRR@10."""
+        """Mean fusion with re-normalisation (xqg_oracle.py's best form) over its alphas; the best on MRR@10."""
         sweep, best = {}, None
         for alpha in MEAN_ALPHAS:
             fused = fuse(self.split.pvec, self.owner, self.gvec, alpha, "mean", renormalize=True)
@@ -229,25 +236,22 @@ def xor_projection() -> dict[str, float]:
 def read_real(generated: Path, split: OracleSplit) -> tuple[list[str], list[str], dict[str, Any]]:
     """Kept queries of a generate artifact (finished or not), grouped by passage in corpus order."""
     order = {p: i for i, p in enumerate(split.pid)}
-    rows = []
-    for path in shard_paths(generated):
-        t = pq.read_table(path, columns=["docid", "lang", "k", "query", "keep"]).to_pylist()
-        rows += [r for r in t if r["keep"] and r["query"]]
-    rows.sort(key=lambda r: (order[r["docid"]], r["lang"], r["k"]))
-    ids = [generated_query_id(r["docid"], r["lang"], r["k"]) for r in rows]
-    covered = {r["docid"] for r in rows}
+    rows = [g for g in read_generated(generated, partial=True) if g.query]
+    rows.sort(key=lambda g: (order[g.docid], g.lang, g.k))
+    ids = [generated_query_id(g.docid, g.lang, g.k) for g in rows]
+    covered = {g.docid for g in rows}
     by_lang: dict[str, int] = {}
-    for r in rows:
-        by_lang[r["lang"]] = by_lang.get(r["lang"], 0) + 1
+    for g in rows:
+        by_lang[g.lang] = by_lang.get(g.lang, 0) + 1
     meta = json.loads((generated / "meta.json").read_text())
     coverage = {
-        "artifact": str(generated), "finished": (generated / "_DONE").exists(), "shards": len(shard_paths(generated)),
+        "artifact": str(generated), "finished": is_done(generated), "shards": len(shard_paths(generated)),
         "generator": meta["params"].get("generator"), "n": meta["params"].get("n"),
         "kept_queries": len(rows), "kept_by_lang": by_lang,
         "paragraphs_with_queries": len(covered), "paragraphs": len(split.pid),
         "test_queries_on_covered_paragraphs": sum(next(iter(split.test_qrels[q.id])) in covered for q in split.test),
     }
-    return ids, [r["query"] for r in rows], coverage
+    return ids, [g.query for g in rows], coverage
 
 
 # ------------------------------------------------------------------------------------------- document
@@ -316,7 +320,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "xqg-oracle", help="embedding cache of #3")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "xqg-oracle", help="embedding cache of xqg_oracle.py")
     ap.add_argument("--generated", type=Path, default=ROOT / "experiments" / "artifacts" / "xqg-real-gen-n1")
     ap.add_argument("--synthetic", type=int, default=50_000, help="passages of the latency corpus (0: skip)")
     a = ap.parse_args()
@@ -348,9 +352,9 @@ def main() -> int:
     if a.generated.exists() and shard_paths(a.generated):
         rids, rtexts, coverage = read_real(a.generated, split)
         if rids:
-            key = hashlib.sha256("\n".join(rids + rtexts).encode()).hexdigest()[:12]
-            enc32 = Encoder.load(split.spec.model_copy(update={"query_max_length": 32}))
-            rvec = cached(a.work / f"real-{key}.npy", lambda: enc32.encode(rtexts, "query", batch_size=64))
+            enc32 = Encoder.load(generated_spec(split.spec))
+            rvec = cached(a.work / f"real-{digest(rids + rtexts)}.npy",
+                          lambda: enc32.encode(rtexts, "query", batch_size=64))
             real = conditions(Setting(split, rids, rvec, a.work / "maxsim-real"), "real")
 
     result = {

@@ -37,7 +37,7 @@ Macro RR@10 and R@1 against the number of training pairs of each source (sized, 
 conditions) are plotted when sized conditions ran. --generated-shards N uses only the first N finished
 shards of --generated, which pins an experiment's data while the run grows.
 
---xqg checks #3's xQG on top of each model of --xqg-conditions (default: all): the kept queries of
+--xqg checks xQG (as in xqg_real.py) on top of each model of --xqg-conditions (default: all): the kept queries of
 --xqg-generated (default --generated), judged by today's filters, are folded into the passage vectors
 (mean fusion, alpha 0.3, re-normalised, encoded as queries at <= 32 tokens). Generation covers only part
 of the pool, and on the full pool the fused passages would compete with plain ones (coverage, not the
@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import math
 import random
@@ -77,12 +76,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from cache import cached
+from lib import ROOT, TOP, cached, digest, generated_spec, hard_negatives, ranking, read_dev
 
-from xdr.augment import fuse
+from xdr.artifacts import write_text_atomic
+from xdr.augment import fuse, generated_query_id, split_generated_id
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query, TrainingExample
-from xdr.data.squad import read_xquad_r
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
@@ -91,10 +90,8 @@ from xdr.models.trim import TRIM_FILE, untrim_model
 if TYPE_CHECKING:
     from xdr.evaluate import Report
 
-ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["R@1", "RR@10"]
 BUDGETS = [300]
-TOP = 100
 XQG_ALPHA = 0.3
 
 
@@ -125,10 +122,6 @@ def make_folds(articles: Sequence[str], k: int, seed: int) -> list[list[str]]:
     return [sorted(order[i::k]) for i in range(k)]
 
 
-def digest(texts: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-
-
 class FakeGenerator:
     """Smoke only: a trivial "question" per (paragraph, language) from the paragraph's first words."""
 
@@ -152,7 +145,7 @@ def read_synthetic(generated: Path, cap: int, shards: int | None = None) -> list
         if n >= cap:
             continue
         seen[(g.docid, g.lang)] = n + 1
-        out.append(Query(f"{g.docid}::{g.lang}::{g.k}", g.lang, g.query))
+        out.append(Query(generated_query_id(g.docid, g.lang, g.k), g.lang, g.query))
     return out
 
 
@@ -223,7 +216,7 @@ def main() -> int:
     for c in conditions:
         parse_condition(c)
 
-    data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
+    data, queries = read_dev(a.shared)
     corpus, qrels = data.corpus, data.qrels
     pid = [p.id for p in corpus]
     by_id = {p.id: p for p in corpus}
@@ -234,7 +227,6 @@ def main() -> int:
     if a.smoke:
         splits = [(folds[0][:2], folds[1][:2])]
         folds = [folds[0][:2]]
-    queries = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang]]
     para_of = {q.id: next(iter(qrels[q.id])) for q in queries}
 
     generated = a.generated
@@ -250,7 +242,7 @@ def main() -> int:
         if dropped:
             print(f"no --generated queries: skipping {', '.join(dropped)}", flush=True)
         conditions = [c for c in conditions if c not in dropped]
-    syn_para = {q.id: q.id.rsplit("::", 2)[0] for q in synthetic}
+    syn_para = {q.id: split_generated_id(q.id)[0] for q in synthetic}
     unknown = {d for d in syn_para.values() if d not in by_id}
     if unknown:
         print(f"warning: {len(unknown)} generated docids are not XQuAD-R paragraphs, e.g. {sorted(unknown)[:3]}")
@@ -304,18 +296,15 @@ def main() -> int:
     def examples(qs: list[Query], positive: dict[str, str], train_rows: np.ndarray, name: str,
                  rng: random.Random) -> list[TrainingExample]:
         """Each query with its paragraph and --negatives train-fold paragraphs other than it."""
-        out_ = []
         if a.hard_negatives == "base" and a.negatives:
+            column = {pid[j]: c for c, j in enumerate(train_rows)}
             scores = base_queries(qs, name) @ pvec0()[train_rows].T
-            order = np.argsort(-scores, axis=1)[:, :a.negatives + 1]
-        for i, q in enumerate(qs):
-            pos = positive[q.id]
-            if a.hard_negatives == "base" and a.negatives:
-                negs = [pid[train_rows[j]] for j in order[i] if pid[train_rows[j]] != pos][:a.negatives]
-            else:
-                negs = rng.sample([pid[j] for j in train_rows if pid[j] != pos], a.negatives)
-            out_.append(TrainingExample(query=q, positives=(by_id[pos],), negatives=tuple(by_id[n] for n in negs)))
-        return out_
+            mined = hard_negatives(scores, [column[positive[q.id]] for q in qs], a.negatives)
+            negs = [[pid[train_rows[c]] for c in row] for row in mined]
+        else:
+            negs = [rng.sample([pid[j] for j in train_rows if pid[j] != positive[q.id]], a.negatives) for q in qs]
+        return [TrainingExample(query=q, positives=(by_id[positive[q.id]],), negatives=tuple(by_id[n] for n in ns))
+                for q, ns in zip(qs, negs, strict=True)]
 
     def rank(enc: Encoder | None, test: list[Query], variants: list[str]) -> dict[str, dict[str, list[str]]]:
         """Top-TOP rankings of ``test``: ``plain`` over the full pool; ``covered`` and ``xqg`` over the
@@ -324,8 +313,7 @@ def main() -> int:
         enc = enc or base()
 
         def top(qv: np.ndarray, qs: list[Query], vecs: np.ndarray, ids: list[str]) -> dict[str, list[str]]:
-            order = np.argsort(-(qv @ vecs.T), axis=1)[:, :TOP]
-            return {q.id: [ids[j] for j in order[i]] for i, q in enumerate(qs)}
+            return ranking(qv @ vecs.T, [q.id for q in qs], ids, TOP)
 
         def passages(ids: list[str]) -> np.ndarray:
             if enc is base():
@@ -339,8 +327,7 @@ def main() -> int:
         if "xqg" in variants and not qs:  # no test paragraph of this fold is covered
             out["covered"] = out["xqg"] = {}
         elif "xqg" in variants:  # only what the covered pool needs: its passages and its queries
-            enc32 = Encoder(enc.spec.model_copy(update={"query_max_length": 32}), enc.model, enc.tokenizer,
-                            enc.device)
+            enc32 = Encoder(generated_spec(enc.spec), enc.model, enc.tokenizer, enc.device)
             gv = enc32.encode([text for _, text in xqg_queries], "query", batch_size=64)
             cv = passages(covered)
             tv = enc.encode([q.text for q in qs], "query", batch_size=64)
@@ -381,7 +368,7 @@ def main() -> int:
             callbacks=[timer],
         )
         if timer.times:
-            (work / cond / f"fold{k}" / "steps.json").write_text(json.dumps(timer.times))
+            write_text_atomic(work / cond / f"fold{k}" / "steps.json", json.dumps(timer.times))
         done = f" ({np.mean(timer.times):.1f} s/step over {len(timer.times)})" if timer.times else " (cached)"
         print(f"{cond} fold{k}: {len(exs)} pairs, {steps} steps, {time.perf_counter() - t0:.0f} s{done}", flush=True)
         return model
@@ -406,9 +393,8 @@ def main() -> int:
                     from xdr.train.dual import trained_spec
 
                     enc = None if model is None else Encoder.load(trained_spec(model, spec()))
-                for v, ranking in rank(enc, test, missing).items():
-                    caches[v].parent.mkdir(parents=True, exist_ok=True)
-                    caches[v].write_text(json.dumps(ranking))
+                for v, hits in rank(enc, test, missing).items():
+                    write_text_atomic(caches[v], json.dumps(hits))
             rankings.setdefault(cond, []).append(({v: json.loads(c.read_text()) for v, c in caches.items()}, test))
     if a.rank_only:
         print(f"rankings cached under {work}; evaluate them by running again without --rank-only", flush=True)

@@ -16,92 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cache import cached
+from lib import MEAN_ALPHAS, ROOT, load_split, report
 
 from xdr.augment import fuse
-from xdr.config import ModelSpec
-from xdr.data.schema import Passage, Query
-from xdr.data.squad import read_xquad_r
-from xdr.evaluate import Report, evaluate
-from xdr.langs import XQUAD_R_DEV_LANGS
-from xdr.models.encoder import Encoder
-from xdr.models.registry import resolve_spec
+from xdr.evaluate import Report
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results"
 MEASURES = ["R@1", "RR@10"]
 BUDGETS = [100, 300]
-MEAN_ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7]
 SUM_ALPHAS = [0.0001, 0.0003, 0.001, 0.002, 0.005, 0.01, 0.05]
 # (fusion, renormalise after fusion) -> alphas
 SETTINGS = {("mean", False): MEAN_ALPHAS, ("mean", True): MEAN_ALPHAS,
             ("sum", False): SUM_ALPHAS, ("sum", True): SUM_ALPHAS}
-
-
-def split_halves(qrels: dict[str, dict[str, int]], swap: bool = False) -> tuple[dict[str, str], set[str]]:
-    """Base question id -> paragraph, and the base ids that play generated queries: the first half of
-    each paragraph's ids in sorted order (the larger half when odd), or the second half with ``swap``."""
-    para = {}
-    for qid, docs in qrels.items():
-        base = qid.rsplit("-", 1)[0]
-        para[base] = next(iter(docs))
-    by_para: dict[str, list[str]] = {}
-    for base, p in para.items():
-        by_para.setdefault(p, []).append(base)
-    generated = set()
-    for ids in by_para.values():
-        ids.sort()
-        half = (len(ids) + 1) // 2
-        generated.update(ids[half:] if swap else ids[:half])
-    return para, generated
-
-
-@dataclass
-class OracleSplit:
-    """The oracle split with its me5-small vectors: what every experiment on this split starts from."""
-
-    spec: ModelSpec
-    corpus: list[Passage]
-    gen: list[Query]  # the half that plays generated queries
-    test: list[Query]
-    pvec: np.ndarray  # passages, in corpus order
-    gvec: np.ndarray  # generated queries, encoded as queries at <= 32 tokens, in ``gen`` order
-    tvec: np.ndarray  # test queries
-    owner: np.ndarray  # corpus row of each generated query
-    test_qrels: dict[str, dict[str, int]]
-
-    @property
-    def pid(self) -> list[str]:
-        return [p.id for p in self.corpus]
-
-    @property
-    def texts(self) -> dict[str, str]:
-        return {p.id: p.text for p in self.corpus}
-
-
-def load_split(shared: Path, work: Path, swap: bool = False) -> OracleSplit:
-    """Read XQuAD-R, split it, and encode (or read from the cache in ``work``) its three sets of texts."""
-    tag = "-swap" if swap else ""
-    data = read_xquad_r(shared / "xquad-r", XQUAD_R_DEV_LANGS)
-    corpus, qrels = data.corpus, data.qrels
-    para, gen_ids = split_halves(qrels, swap)
-    queries = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang]]
-    gen = [q for q in queries if q.id.rsplit("-", 1)[0] in gen_ids]
-    test = [q for q in queries if q.id.rsplit("-", 1)[0] not in gen_ids]
-
-    spec = resolve_spec("me5-small", passage_max_length=256)
-    enc = Encoder.load(spec)
-    pvec = cached(work / "passages.npy", lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
-    enc32 = Encoder.load(spec.model_copy(update={"query_max_length": 32}))
-    gvec = cached(work / f"generated{tag}.npy", lambda: enc32.encode([q.text for q in gen], "query", batch_size=64))
-    tvec = cached(work / f"test{tag}.npy", lambda: enc.encode([q.text for q in test], "query", batch_size=64))
-    row = {p.id: i for i, p in enumerate(corpus)}
-    owner = np.array([row[para[q.id.rsplit("-", 1)[0]]] for q in gen])
-    return OracleSplit(spec, corpus, gen, test, pvec, gvec, tvec, owner, {q.id: qrels[q.id] for q in test})
 
 
 def main() -> int:
@@ -118,10 +47,8 @@ def main() -> int:
     pid, texts, test_qrels = split.pid, split.texts, split.test_qrels
 
     def run_of(emb: np.ndarray, name: str) -> Report:
-        top = np.argsort(-(tvec @ emb.T), axis=1)[:, :100]
-        ranked = {q.id: [pid[j] for j in top[i]] for i, q in enumerate(test)}
-        return evaluate(ranked, test, qrels=test_qrels, passages=texts, measures=MEASURES,
-                        token_budgets=BUDGETS, name=name)
+        return report(tvec @ emb.T, test, pid, qrels=test_qrels, texts=texts, measures=MEASURES, budgets=BUDGETS,
+                      name=name)
 
     base = run_of(pvec, "no augmentation")
     counts = np.bincount(owner, minlength=len(pid))

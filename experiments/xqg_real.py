@@ -13,7 +13,8 @@ question is used to generate or fuse anything, so there is no split: every quest
 
 Settings, with me5-small (mean pooling, normalised, passages <= 256 tokens, generated queries encoded as
 queries at <= 32 tokens, as `xdr augment` does):
-* the mean fusion with re-normalisation (#3's recommended form) over alpha, all generated languages;
+* the mean fusion with re-normalisation (the oracle experiment's recommended form) over alpha, all generated
+  languages;
 * the paper's plain sum at alpha = 0.01;
 * at the best alpha: all generated languages, only the query's own language, only English, and all but
   English (the query's language varies per query, so that index is built per language; the English
@@ -36,19 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cache import cached
-from train_xquad_r import digest
+from lib import ROOT, cached, digest, generated_spec, maxsim_scores, read_dev, report
 
+from xdr.artifacts import is_done
 from xdr.augment import fuse
-from xdr.data.squad import read_xquad_r
-from xdr.evaluate import Report, evaluate
+from xdr.evaluate import Report
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
-from xdr.generate.store import read_generated, refilter
+from xdr.generate.store import read_generated, refilter, shard_paths
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
 
-ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["R@1", "RR@10"]
 BUDGETS = [100, 300]
 ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5]
@@ -65,7 +64,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "xqg-real")
     a = ap.parse_args()
 
-    data = read_xquad_r(a.shared / "xquad-r", XQUAD_R_DEV_LANGS)
+    data, queries = read_dev(a.shared)
     stored = read_generated(a.generated, kept_only=False, partial=True)
     every_row = list(refilter(stored, {p.id: p for p in data.corpus}))
     gen = [g for g in every_row if g.keep and g.query]
@@ -75,13 +74,13 @@ def main() -> int:
         sys.exit(f"{a.generated}: no finished shard with kept queries yet")
     pid = [p.id for p in corpus]
     row = {p: i for i, p in enumerate(pid)}
-    test = [q for lang in XQUAD_R_DEV_LANGS for q in data.queries[lang] if next(iter(data.qrels[q.id])) in row]
+    test = [q for q in queries if next(iter(data.qrels[q.id])) in row]
     qrels = {q.id: data.qrels[q.id] for q in test}
     texts = {p.id: p.text for p in corpus}
 
     spec = resolve_spec("me5-small", passage_max_length=256)
     enc = Encoder.load(spec)
-    enc32 = Encoder.load(spec.model_copy(update={"query_max_length": 32}))
+    enc32 = Encoder.load(generated_spec(spec))
     pvec = cached(a.work / f"passages-{digest(pid)}.npy",
                   lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
     gtexts = [g.query for g in gen]
@@ -92,20 +91,17 @@ def main() -> int:
     glang = np.array([g.lang for g in gen])
     qlang = np.array([q.lang for q in test])
 
-    def report(scores: np.ndarray, name: str) -> Report:
-        top = np.argsort(-scores, axis=1)[:, :100]
-        ranked = {q.id: [pid[j] for j in top[i]] for i, q in enumerate(test)}
-        return evaluate(ranked, test, qrels=qrels, passages=texts, measures=MEASURES, token_budgets=BUDGETS,
-                        name=name)
+    def score(scores: np.ndarray, name: str) -> Report:
+        return report(scores, test, pid, qrels=qrels, texts=texts, measures=MEASURES, budgets=BUDGETS, name=name)
 
     def fused(alpha: float, keep: np.ndarray, mode: str = "mean") -> np.ndarray:
         return fuse(pvec, owner[keep], gvec[keep], alpha, mode, renormalize=mode == "mean")
 
     everything = np.ones(len(gen), bool)
-    base = report(tvec @ pvec.T, "no augmentation")
-    sweep = {alpha: report(tvec @ fused(alpha, everything).T, f"mean+renorm a={alpha}") for alpha in ALPHAS}
+    base = score(tvec @ pvec.T, "no augmentation")
+    sweep = {alpha: score(tvec @ fused(alpha, everything).T, f"mean+renorm a={alpha}") for alpha in ALPHAS}
     best_alpha = max(sweep, key=lambda x: sweep[x].macro["RR@10"])
-    paper = report(tvec @ fused(PAPER_SUM_ALPHA, everything, "sum").T, f"sum a={PAPER_SUM_ALPHA} (paper)")
+    paper = score(tvec @ fused(PAPER_SUM_ALPHA, everything, "sum").T, f"sum a={PAPER_SUM_ALPHA} (paper)")
 
     def by_query_lang(select: Any, name: str) -> Report:
         """Each query language gets its own index, fused from the generated queries ``select(lang)`` keeps."""
@@ -113,7 +109,7 @@ def main() -> int:
         for lang in XQUAD_R_DEV_LANGS:
             rows = qlang == lang
             scores[rows] = tvec[rows] @ fused(best_alpha, select(lang)).T
-        return report(scores, name)
+        return score(scores, name)
 
     langs = {
         "all generated languages": sweep[best_alpha],
@@ -125,31 +121,25 @@ def main() -> int:
         langs["all but English"] = by_query_lang(lambda lang: glang != "en", "all but English")
 
     def maxsim(beta: float, keep: np.ndarray) -> np.ndarray:
-        """#5's s(q, p) + beta * max_i s(q, g_i) over the whole pool (re-ranking with K = pool size); a
-        passage without generated queries uses s(q, p) for the max term."""
-        dense = tvec @ pvec.T
-        best = np.full_like(dense, -np.inf)
-        gs = tvec @ gvec[keep].T
-        for j, o in enumerate(owner[keep]):
-            best[:, o] = np.maximum(best[:, o], gs[:, j])
-        return dense + beta * np.where(np.isinf(best), dense, best)
+        """Max-sim over the whole pool (re-ranking with K = pool size) with the generated queries ``keep`` selects."""
+        return maxsim_scores(tvec @ pvec.T, tvec @ gvec[keep].T, owner[keep], beta)
 
-    sims = {beta: report(maxsim(beta, everything), f"max-sim b={beta}") for beta in BETAS}
-    sims_no_en = report(maxsim(0.5, glang != "en"), "max-sim b=0.5, all but English") if has_en else None
+    sims = {beta: score(maxsim(beta, everything), f"max-sim b={beta}") for beta in BETAS}
+    sims_no_en = score(maxsim(0.5, glang != "en"), "max-sim b=0.5, all but English") if has_en else None
     best_beta = max(sims, key=lambda b: sims[b].macro["RR@10"])
 
     meta = json.loads((a.generated / "meta.json").read_text())["params"]
     ks = np.array([g.k for g in gen])
-    nsweep = {n: (report(tvec @ fused(best_alpha, ks < n).T, f"mean+renorm a={best_alpha}, n={n}"),
-                  report(maxsim(best_beta, ks < n), f"max-sim b={best_beta}, n={n}"))
+    nsweep = {n: (score(tvec @ fused(best_alpha, ks < n).T, f"mean+renorm a={best_alpha}, n={n}"),
+                  score(maxsim(best_beta, ks < n), f"max-sim b={best_beta}, n={n}"))
               for n in N_SWEEP if meta["n"] > 1 and n <= meta["n"]}
 
-    shards = sorted(a.generated.glob("part-*.parquet"))
+    shards = shard_paths(a.generated)
     kept = Counter(g.lang for g in gen)
     every = Counter(g.lang for g in every_row)
     setup = {
         "command": "python " + " ".join(sys.argv), "generated": str(a.generated), "shards": len(shards),
-        "finished": (a.generated / "_DONE").exists(), "generator": meta["generator"], "n": meta["n"],
+        "finished": is_done(a.generated), "generator": meta["generator"], "n": meta["n"],
         "paragraphs": len(corpus), "articles": len({p.split("-")[0] for p in pid}), "test_queries": len(test),
         "generated_kept": dict(kept), "generated_all": dict(every), "best_alpha": best_alpha, "best_beta": best_beta,
     }
