@@ -33,7 +33,7 @@ demo: setup
 		--corpus examples/demo/corpus.jsonl --budgets 100,300 --out $(RUNS)/demo/eval
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest
 
 # XQuAD-R, X->English paragraph retrieval with me5-small (needs ../shared/data); the quality benchmark.

@@ -35,7 +35,7 @@ import faiss
 import numpy as np
 
 from xdr.config import ModelSpec
-from xdr.encode import write_embeddings
+from xdr.embeddings import write_embeddings
 from xdr.index import INDEX_FILE, build_index, load_index
 from xdr.runtime import machine_info
 from xdr.search import search_vectors

@@ -43,14 +43,15 @@ from pathlib import Path
 from xdr.data.squad import read_xquad_r
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.registry import resolve_spec
-from xdr.models.trim import pack_model, trim_model
+from xdr.models.pack import pack_model
+from xdr.models.trim import trim_model
 
 spec = resolve_spec("me5-small")
 d = read_xquad_r(Path("../shared/data/xquad-r"), XQUAD_R_DEV_LANGS)
 texts = [spec.passage_prefix + t for p in d.corpus for t in (p.joined(spec.title_separator), p.text)]
 queries = [q.text for lang in XQUAD_R_DEV_LANGS for q in d.queries[lang]]
 for artifact in sys.argv[1:]:  # every stored question, kept or not: today's filters may keep more
-    from xdr.generate.store import read_generated
+    from xdr.generate.artifact import read_generated
 
     queries += [g.query for g in read_generated(Path(artifact), kept_only=False, partial=True) if g.query]
 texts += [spec.query_prefix + q for q in queries]
@@ -81,7 +82,7 @@ run)
                    --size base --systems "${GEN_SYSTEMS:-hf,custom,xdr_seeded,hf_static,loop}" --passages 2048 \
                    ${GEN_ARGS:-} --out "$OUT/${GEN_OUT:-generate_speed_cuda_base.json}" ;;
     train-exp)
-      python3 -c "from xdr.models.trim import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
+      python3 -c "from xdr.models.pack import unpack_model; unpack_model('.carry/me5-xq.safetensors', '/tmp/me5-xq')" \
         || continue
       gen=(); [ -n "${GENERATED:-}" ] && gen=(--generated "$GENERATED")
       [ -n "${GENERATED_SHARDS:-}" ] && gen+=(--generated-shards "$GENERATED_SHARDS")

@@ -19,6 +19,7 @@ from xdr.artifacts import atomic_path
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query
 from xdr.data.squad import XQuADR, read_xquad_r
+from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH
 from xdr.langs import XQUAD_R_DEV_LANGS
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = 100  # every experiment ranks, caches and evaluates runs at this depth
-GENERATED_QUERY_LENGTH = 32  # xQG encodes generated queries as queries at <= 32 tokens, as `xdr augment` does
 MEAN_ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7]  # the oracle experiment's mean-fusion sweep, reused by max-sim
 
 
@@ -56,7 +56,7 @@ def read_dev(shared: Path) -> tuple[XQuADR, list[Query]]:
 
 def generated_spec(spec: ModelSpec) -> ModelSpec:
     """``spec`` as it encodes generated queries."""
-    return spec.model_copy(update={"query_max_length": GENERATED_QUERY_LENGTH})
+    return spec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
 
 
 def base_id(qid: str) -> str:
@@ -120,7 +120,7 @@ def load_split(shared: Path, work: Path, swap: bool = False) -> OracleSplit:
     spec = resolve_spec("me5-small", passage_max_length=256)
     enc = Encoder.load(spec)
     pvec = cached(work / "passages.npy", lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
-    enc32 = Encoder.load(generated_spec(spec))
+    enc32 = enc.with_spec(generated_spec(spec))
     gvec = cached(work / f"generated{tag}.npy", lambda: enc32.encode([q.text for q in gen], "query", batch_size=64))
     tvec = cached(work / f"test{tag}.npy", lambda: enc.encode([q.text for q in test], "query", batch_size=64))
     row = {p.id: i for i, p in enumerate(corpus)}

@@ -48,15 +48,16 @@ from lib import (
 from threadpoolctl import threadpool_limits
 
 from xdr.artifacts import is_done
-from xdr.augment import fuse, generated_query_id, split_generated_id
+from xdr.augment import fuse
 from xdr.config import ModelSpec
-from xdr.encode import write_embeddings
+from xdr.data.runs import Run
+from xdr.embeddings import write_embeddings
 from xdr.evaluate import Report, evaluate
-from xdr.generate.store import read_generated, shard_paths
+from xdr.generate.artifact import generated_query_id, read_generated, shard_paths, split_generated_id
 from xdr.index import build_index, load_index
-from xdr.maxsim import GeneratedStore, build_store, rerank_maxsim, store_info
+from xdr.maxsim import GeneratedVectorStore, build_vector_store, rerank_maxsim, vector_store_info
 from xdr.runtime import machine_info
-from xdr.search import Run, search_vectors
+from xdr.search import search_vectors
 
 OUT = ROOT / "docs" / "results"
 MEASURES = ["R@1", "RR@10"]
@@ -85,7 +86,8 @@ class Setting:
         self.gvec = gvec
         self.index = load_index(build_index(self.p_dir, work / "index", progress=False))
         self.stores = {
-            name: GeneratedStore(build_store(self.g_dir, work / f"store-{name}", dtype=dtype, pq_m=m, progress=False))
+            name: GeneratedVectorStore(
+                build_vector_store(self.g_dir, work / f"store-{name}", dtype=dtype, pq_m=m, progress=False))
             for name, dtype, m in (("float16", "float16", None), ("int8", "int8", None), ("pq48", "pq", 48))
             if dtype != "pq" or len(gen_ids) >= 256
         }
@@ -173,7 +175,7 @@ def median_ms(fn: Callable[[int], object], n: int, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def latency(index: Any, multi: Any, store: GeneratedStore, spec: ModelSpec, tvec: np.ndarray, n: int,
+def latency(index: Any, multi: Any, store: GeneratedVectorStore, spec: ModelSpec, tvec: np.ndarray, n: int,
             repeats: int) -> dict[str, float]:
     """ms per query, one query at a time: the three search paths (query encoding measured separately)."""
     def single(i: int) -> Run:
@@ -205,11 +207,11 @@ def synthetic(work: Path, n: int, per: int, spec: ModelSpec, tvec: np.ndarray) -
     gids = [generated_query_id(p, "xx", k) for p in pids for k in range(per)]
     g_dir = write_embeddings(gids, unit(rng.normal(size=(n * per, dim))), spec, work / "gen-emb", kind="query",
                              progress=False)
-    store = GeneratedStore(build_store(g_dir, work / "store", progress=False))
+    store = GeneratedVectorStore(build_vector_store(g_dir, work / "store", progress=False))
     index = load_index(build_index(p_dir, work / "index", progress=False))
     multi = load_index(build_index(p_dir, work / "index-mv", generated=store.path, progress=False))
     lat = latency(index, multi, store, spec, tvec, 100, 3)
-    sizes = {"store (float16)": store_info(store.path)["bytes_on_disk"],
+    sizes = {"store (float16)": vector_store_info(store.path)["bytes_on_disk"],
              "flat index": (work / "index" / "index.faiss").stat().st_size,
              "multi-vector flat index": (work / "index-mv" / "index.faiss").stat().st_size}
     shutil.rmtree(work)
@@ -343,7 +345,7 @@ def main() -> int:
     texts = [q.text for q in split.test[:50]]
     encode_ms = median_ms(lambda i: enc.encode([texts[i]], "query", batch_size=1), len(texts), 2)
     lat = latency(oracle.index, oracle.multi, oracle.stores["float16"], split.spec, split.tvec, 300, 3)
-    sizes = {name: store_info(s.path) for name, s in oracle.stores.items()}
+    sizes = {name: vector_store_info(s.path) for name, s in oracle.stores.items()}
     index_bytes = {"flat index": (oracle.work / "index" / "index.faiss").stat().st_size,
                    "multi-vector flat index": (oracle.work / "index-mv" / "index.faiss").stat().st_size}
     syn = synthetic(a.work / "maxsim-synthetic", a.synthetic, 17, split.spec, split.tvec) if a.synthetic else None

@@ -79,9 +79,10 @@ import numpy as np
 from lib import ROOT, TOP, cached, digest, generated_spec, hard_negatives, ranking, read_dev
 
 from xdr.artifacts import write_text_atomic
-from xdr.augment import fuse, generated_query_id, split_generated_id
+from xdr.augment import fuse
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query, TrainingExample
+from xdr.generate.artifact import generated_query_id, split_generated_id
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
@@ -134,7 +135,7 @@ class FakeGenerator:
 
 def read_synthetic(generated: Path, cap: int, shards: int | None = None) -> list[Query]:
     """Kept generated queries as Query records with id ``docid::lang::k``, at most ``cap`` per (docid, lang)."""
-    from xdr.generate.store import read_generated
+    from xdr.generate.artifact import read_generated
 
     seen: dict[tuple[str, str], int] = {}
     out = []
@@ -152,7 +153,7 @@ def read_synthetic(generated: Path, cap: int, shards: int | None = None) -> list
 def read_xqg(generated: Path, passages: dict[str, Passage]) -> list[tuple[str, str]]:
     """(paragraph id, query) of every kept generated query, judged by today's filters (long runs span
     changes to the rules), for the XQuAD-R paragraphs only."""
-    from xdr.generate.store import read_generated, refilter
+    from xdr.generate.artifact import read_generated, refilter
 
     rows = [g for g in read_generated(generated, kept_only=False, partial=True) if g.docid in passages]
     return [(g.docid, g.query) for g in refilter(rows, passages) if g.keep and g.query]
@@ -327,7 +328,7 @@ def main() -> int:
         if "xqg" in variants and not qs:  # no test paragraph of this fold is covered
             out["covered"] = out["xqg"] = {}
         elif "xqg" in variants:  # only what the covered pool needs: its passages and its queries
-            enc32 = Encoder(generated_spec(enc.spec), enc.model, enc.tokenizer, enc.device)
+            enc32 = enc.with_spec(generated_spec(enc.spec))
             gv = enc32.encode([text for _, text in xqg_queries], "query", batch_size=64)
             cv = passages(covered)
             tv = enc.encode([q.text for q in qs], "query", batch_size=64)
@@ -356,17 +357,18 @@ def main() -> int:
             exs += examples(sq, syn_para, train_rows, f"synthetic-fold{k}-{len(sq)}", rng)
         random.Random(f"{a.seed}-shuffle-{cond}-{k}").shuffle(exs)
         steps = max_steps or math.ceil(a.epochs * len(exs) / a.batch_size)
+        from xdr.train.args import DualTrainingConfig
         from xdr.train.dual import train_dual_encoder
 
         timer = StepTimer()
         t0 = time.perf_counter()
-        model = train_dual_encoder(
-            [exs], spec(), work / cond / f"fold{k}", negatives_per_query=a.negatives, similarity="cos",
-            scale=a.scale, epochs=a.epochs, loss="cached-mnrl" if a.mini_batch_size else "mnrl",
-            mini_batch_size=a.mini_batch_size or 32, max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps),
-            batch_size=a.batch_size, seed=a.seed, save_steps=max(50, steps // 4), logging_steps=10,
-            callbacks=[timer],
+        config = DualTrainingConfig(
+            negatives_per_query=a.negatives, similarity="cos", scale=a.scale, epochs=a.epochs,
+            loss="cached-mnrl" if a.mini_batch_size else "mnrl", mini_batch_size=a.mini_batch_size or 32,
+            max_steps=max_steps, lr=a.lr, warmup_steps=int(a.warmup * steps), batch_size=a.batch_size, seed=a.seed,
+            save_steps=max(50, steps // 4), logging_steps=10,
         )
+        model = train_dual_encoder([exs], spec(), work / cond / f"fold{k}", config, callbacks=[timer])
         if timer.times:
             write_text_atomic(work / cond / f"fold{k}" / "steps.json", json.dumps(timer.times))
         done = f" ({np.mean(timer.times):.1f} s/step over {len(timer.times)})" if timer.times else " (cached)"

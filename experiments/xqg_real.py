@@ -43,7 +43,7 @@ from xdr.artifacts import is_done
 from xdr.augment import fuse
 from xdr.evaluate import Report
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
-from xdr.generate.store import read_generated, refilter, shard_paths
+from xdr.generate.artifact import read_generated, refilter, shard_paths
 from xdr.langs import XQUAD_R_DEV_LANGS
 from xdr.models.encoder import Encoder
 from xdr.models.registry import resolve_spec
@@ -80,7 +80,7 @@ def main() -> int:
 
     spec = resolve_spec("me5-small", passage_max_length=256)
     enc = Encoder.load(spec)
-    enc32 = Encoder.load(generated_spec(spec))
+    enc32 = enc.with_spec(generated_spec(spec))
     pvec = cached(a.work / f"passages-{digest(pid)}.npy",
                   lambda: enc.encode([p.text for p in corpus], "passage", batch_size=16))
     gtexts = [g.query for g in gen]
