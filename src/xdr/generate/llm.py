@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +27,7 @@ from xdr.config import DType
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.base import passage_seed, row_seed
-from xdr.generate.hf import Sampling, seeded_generate
+from xdr.generate.hf import Sampling, loading, seeded_generate
 from xdr.generate.prompts import (
     DEFAULT_EXEMPLARS,
     SYSTEM,
@@ -196,6 +195,7 @@ class HFChatBackend:
 
     Uses the tokenizer's chat template when it has one, else a plain-text rendering of the same turns.
     Sampling is seeded per completion (see :mod:`xdr.generate.hf`), so answers do not depend on batching.
+    The model loads on construction, so one that cannot be had fails before a run writes anything.
     """
 
     def __init__(
@@ -213,6 +213,7 @@ class HFChatBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size, self.sampling = batch_size, sampling
+        self.tokenizer, self.model = self._load()
 
     @property
     def name(self) -> str:
@@ -229,27 +230,20 @@ class HFChatBackend:
             "sampling": asdict(self.sampling),
         }
 
-    def _load_kwargs(self) -> dict[str, Any]:
-        return {"revision": self.revision, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
-
-    @cached_property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        tok = AutoTokenizer.from_pretrained(self.model_id, **self._load_kwargs())
+    def _load(self) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+        kwargs = {"revision": self.revision, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
+        with loading(self.model_id):
+            tok = AutoTokenizer.from_pretrained(self.model_id, **kwargs)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=self.dtype, **kwargs)
+            except ImportError as e:
+                if self.gguf_file:
+                    raise XdrError(f"loading a GGUF file needs the 'gguf' package (pip install gguf): {e}") from e
+                raise
         tok.padding_side = "left"  # decoder-only: prompts end where generation starts
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        return tok
-
-    @cached_property
-    def model(self) -> PreTrainedModel:
-        kwargs = self._load_kwargs()
-        try:
-            model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=self.dtype, **kwargs)
-        except ImportError as e:
-            if self.gguf_file:
-                raise XdrError(f"loading a GGUF file needs the 'gguf' package (pip install gguf): {e}") from e
-            raise
-        return model.to(self.device).eval()
+        return tok, model.to(self.device).eval()
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text the model sees."""
