@@ -1,10 +1,11 @@
 """What a user sees on the terminal around a stage: the one progress style (totals, rate, time left, note),
-and the cheap row counts behind its totals."""
+the cheap row counts behind its totals, tables that fit a narrow window, and `xdr --version`."""
 
 from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from xdr.data import count_rows
 from xdr.data.schema import Query
 from xdr.encode import encode_queries
 from xdr.progress import row_progress
+from xdr.version import __version__
 
 
 def _line(bar: Progress) -> str:
@@ -93,3 +95,37 @@ def test_encode_progress_names_queries_and_counts_a_file(tmp_path: Path, capsys:
     line = capsys.readouterr().err
     assert "encode queries" in line and "querys" not in line
     assert "5/5" in line and "eta" in line  # the total came from the file, so the time left shows
+
+
+def _models_list(width: int) -> str:
+    from xdr.cli import models
+
+    console = Console(file=io.StringIO(), width=width)
+    models.out, before = console, models.out
+    try:
+        models.models_list()
+    finally:
+        models.out = before
+    return console.file.getvalue()
+
+
+@pytest.mark.parametrize("width", [60, 100, 200])
+def test_models_list_shows_every_full_name_at_any_width(width: int, me5_dir: Path) -> None:
+    from xdr.models.registry import list_models
+
+    text = _models_list(width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    for m in list_models():
+        assert any(m.name in line for line in lines), m.name
+    assert "'query: ' / 'passage: '" in text  # the settings are there too, not squeezed away
+
+
+def test_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from xdr.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["xdr", "--version"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xdr {__version__}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from rich.console import Console
 
 from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
+from xdr.version import __version__
 
 app = typer.Typer(
     help="Cross-lingual dense retrieval: encode, index, search and evaluate.\n\n"
@@ -25,6 +26,22 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"xdr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print xdr's version and exit.")] = False,
+) -> None:
+    """Options of `xdr` itself, before any command."""
+
+
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
 for stage in (encode, train, augment, index, search, evaluate, reproduce):
     app.add_typer(stage.app)
