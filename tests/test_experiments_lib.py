@@ -11,11 +11,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from xdr.augment import generated_query_id
 from xdr.config import ModelSpec
-from xdr.encode import write_embeddings
-from xdr.maxsim import build_store, rerank_maxsim
-from xdr.search import Run
+from xdr.data.runs import Run
+from xdr.embeddings import write_embeddings
+from xdr.generate.artifact import generated_query_id
+from xdr.maxsim import build_vector_store, rerank_maxsim
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = ModelSpec(name="toy", path="toy", fingerprint="f1")
@@ -50,7 +50,7 @@ def test_ranking_breaks_ties_by_corpus_order_as_xdr_sorts_do(lib: ModuleType, tm
     # re-ranking with beta 0 sorts a corpus-order candidate list by the first stage's scores alone
     g_dir = write_embeddings([generated_query_id("p0", "de", 0)], passages[:1], SPEC, tmp_path / "gen",
                              kind="query", progress=False)
-    store = build_store(g_dir, tmp_path / "store", progress=False)
+    store = build_vector_store(g_dir, tmp_path / "store", progress=False)
     first = Run({q: [(p, float(s)) for p, s in zip(pids, row, strict=True)] for q, row in zip(qids, scores,
                                                                                                  strict=True)})
     reranked = rerank_maxsim(first, queries, store, spec=SPEC, beta=0.0, k=len(pids))
@@ -65,7 +65,7 @@ def test_maxsim_scores_equal_rerank_maxsim(lib: ModuleType, tmp_path: Path) -> N
     owner = np.repeat(np.arange(len(passages)), counts)
     gids = [generated_query_id(pids[o], "de", k) for o, k in zip(owner, itertools.count(), strict=False)]
     g_dir = write_embeddings(gids, gen, SPEC, tmp_path / "gen", kind="query", progress=False)
-    store = build_store(g_dir, tmp_path / "store", progress=False)
+    store = build_vector_store(g_dir, tmp_path / "store", progress=False)
     dense = queries @ passages.T
     qids = [f"q{i}" for i in range(len(queries))]
     first = Run({q: [(p, float(s)) for p, s in zip(pids, row, strict=True)] for q, row in zip(qids, dense,

@@ -4,6 +4,7 @@ fake OpenAI-compatible server on 127.0.0.1 (canned, malformed, failing and slow 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -145,7 +146,8 @@ class FakeChatServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
-MODES = ("MALFORMED", "FLAKY", "SLOW", "DOWN", "REFUSED", "GARBAGE")
+MODES = ("MALFORMED", "FLAKY", "SLOW", "DOWN", "REFUSED", "GARBAGE", "BUSY")
+BUSY_FAILURES, BUSY_RETRY_AFTER = 3, 0.3  # an overloaded server: 503 for its first requests, asking for a pause
 
 
 class ChatHandler(BaseHTTPRequestHandler):
@@ -159,12 +161,15 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.server.requests.append((dict(self.headers), body))
             self.server.hits[mode] += 1
             first = self.server.hits[mode] == 1
+            busy = mode == "BUSY" and self.server.hits[mode] <= BUSY_FAILURES
         if mode == "SLOW" and first:
             time.sleep(1.0)  # past the client's timeout
         if (mode == "FLAKY" and first) or mode == "DOWN":
             return self._send(500, b"internal error")
         if mode == "REFUSED":
             return self._send(400, b'{"error": "bad model"}')
+        if busy:
+            return self._send(503, b"overloaded", {"Retry-After": str(BUSY_RETRY_AFTER)})
         if mode == "GARBAGE" and first:
             return self._send(200, b"<html>proxy</html>")
         content = f"Summary: s\nQuestion: Q{body['seed']}?"
@@ -172,9 +177,11 @@ class ChatHandler(BaseHTTPRequestHandler):
             content = "As an AI, here is a question"
         self._send(200, json.dumps({"choices": [{"message": {"content": content}}]}).encode())
 
-    def _send(self, status: int, payload: bytes) -> None:
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -246,6 +253,21 @@ def test_http_without_key_sends_no_authorization(
 def test_http_retries_server_errors_timeouts_and_garbage(server: FakeChatServer, mode: str) -> None:
     assert backend(server).complete([prompt(mode, [7])]) == [["Summary: s\nQuestion: Q7?"]]
     assert server.hits[mode] == 2
+
+
+def test_http_waits_as_the_busy_server_asks_while_the_other_requests_go_on(
+    server: FakeChatServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeds = list(range(8))
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="xdr.generate.llm"):
+        answers = backend(server, retries=3, concurrency=4).complete([prompt("BUSY", seeds)])
+    assert answers == [[f"Summary: s\nQuestion: Q{s}?" for s in seeds]]  # every answer, in order
+    assert server.hits["BUSY"] == BUSY_FAILURES + len(seeds)
+    assert time.monotonic() - start >= BUSY_RETRY_AFTER * 0.9  # Retry-After, not the 0.01 s backoff
+    retries = [r.getMessage() for r in caplog.records]
+    assert len(retries) == BUSY_FAILURES and all("HTTP 503: overloaded" in m for m in retries)
+    assert "attempt 2 of 4 in 0.3 s" in retries[0]
 
 
 def test_http_gives_up_after_retries(server: FakeChatServer) -> None:

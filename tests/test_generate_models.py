@@ -237,17 +237,20 @@ def test_hf_chat_backend_chat_template_and_seeds(llama_dir: Path, monkeypatch: p
     assert together.complete(prompts[::-1])[::-1] == answers  # per-seed sampling: batching changes nothing
 
 
-def test_hf_chat_backend_passes_gguf_file(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_chat_backend_passes_gguf_file(monkeypatch: pytest.MonkeyPatch, llama_dir: Path) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
 
     def loader(name: str, **kwargs: Any) -> Any:
         seen.append((name, kwargs))
         raise ImportError("no gguf")
 
+    tokenizer, model = _tokenizer(), LlamaForCausalLM.from_pretrained(llama_dir)
+    monkeypatch.setattr("xdr.generate.llm.AutoTokenizer.from_pretrained", lambda name, **kw: tokenizer)
     monkeypatch.setattr("xdr.generate.llm.AutoModelForCausalLM.from_pretrained", loader)
-    backend = HFChatBackend("org/model-GGUF", gguf_file="model.Q4_K_M.gguf", device="cpu")
-    with pytest.raises(XdrError, match="pip install gguf"):
-        _ = backend.model
+    with pytest.raises(XdrError, match="pip install gguf"):  # the model loads on construction
+        HFChatBackend("org/model-GGUF", gguf_file="model.Q4_K_M.gguf", device="cpu")
     kwargs = {"dtype": torch.float32, "revision": None, "gguf_file": "model.Q4_K_M.gguf"}
     assert seen == [("org/model-GGUF", kwargs)]
+    monkeypatch.setattr("xdr.generate.llm.AutoModelForCausalLM.from_pretrained", lambda name, **kw: model)
+    backend = HFChatBackend("org/model-GGUF", gguf_file="model.Q4_K_M.gguf", device="cpu")
     assert backend.config["gguf_file"] == "model.Q4_K_M.gguf"

@@ -16,6 +16,7 @@ import numpy as np
 from rich.progress import Progress, TaskID
 
 from xdr.artifacts import Stage
+from xdr.data import count_rows
 from xdr.data.schema import Passage, Query
 from xdr.embeddings import EmbeddingWriter, IdGuard, store_params
 from xdr.errors import XdrError
@@ -24,6 +25,8 @@ from xdr.progress import row_progress
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+PLURAL: dict[Kind, str] = {"passage": "passages", "query": "queries"}
 
 
 def _encode_shard(
@@ -62,7 +65,9 @@ def encode_records(
     ``chunk_size`` rows go to the encoder per call: many batches, so the encoder can bucket by length,
     yet few enough that the progress bar moves. Memory is bounded by one shard of texts and vectors.
     ``source`` identifies the input in the meta; a path is fingerprinted (size, mtime), so that a changed
-    input file is refused on resume instead of being mixed with the shards of the old one.
+    input file is refused on resume instead of being mixed with the shards of the old one. The progress
+    bar's ``total`` (for its time left) is, when not given, the path's row count if that is cheap to get
+    (:func:`xdr.data.count_rows`); otherwise it shows the rate alone.
     """
     if shard_size <= 0 or chunk_size <= 0:
         raise XdrError(f"shard_size and chunk_size must be positive (got {shard_size}, {chunk_size})")
@@ -76,15 +81,18 @@ def encode_records(
     if writer.finished:
         return out
     guard = IdGuard(out)
+    if total is None and isinstance(source, (str, Path)):
+        total = count_rows(source)
+    label = f"encode {PLURAL[kind]}"
     rows_total = n_shards = 0
     with row_progress(progress) as bar:
-        task = bar.add_task(f"encode {kind}s", total=total)
+        task = bar.add_task(label, total=total)
         shards = _batched(itertools.chain([first], it), shard_size)
         for i, rows in enumerate(shards):
             ids = [rid for rid, _ in rows]
             if i < writer.kept:
                 writer.check_kept(i, ids)
-                bar.update(task, description=f"encode {kind}s (kept {i + 1} done shards)")
+                bar.update(task, description=f"{label} (kept {i + 1} done shards)")
                 bar.advance(task, len(rows))
             guard.add(ids)
             if i >= writer.kept:

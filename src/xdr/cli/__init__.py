@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from rich.console import Console
 
 from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
+from xdr.version import __version__
 
 app = typer.Typer(
     help="Cross-lingual dense retrieval: encode, index, search and evaluate.\n\n"
@@ -30,6 +31,22 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"xdr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print xdr's version and exit.")] = False,
+) -> None:
+    """Options of `xdr` itself, before any command."""
+
+
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
 for stage in (encode, train, augment, index, search, evaluate, reproduce):
     app.add_typer(stage.app)
@@ -84,5 +101,4 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted: completed shards are kept; run the same command again to resume")
         sys.exit(130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode does

@@ -53,18 +53,19 @@ def generate_run(
 ) -> None:
     """Generate questions for every passage in each target language (xQG / SWIM-IR)."""
     codes = parse_langs(langs)
-    from xdr.data import read_passages
-    from xdr.generate import FilterSettings, generation_stats, make_generator, run_generation, stats_markdown
+    from xdr.data import count_rows, read_passages
+    from xdr.generate import FilterSettings, generation_stats, make_generator, run_generation, stats_table
 
-    gen = make_generator(
+    passages = read_passages(corpus)  # a missing or unreadable corpus fails before a model loads
+    gen = make_generator(  # loads the model: one that cannot be had stops here, before --out is made
         generator, model=model, base_url=base_url, concurrency=concurrency, gguf_file=gguf_file,
         exemplars=exemplars, batch_size=batch_size, device=device,
     )
     path = run_generation(
-        read_passages(corpus), gen, out_dir, langs=codes,
-        n=n, seed=seed, shard_size=shard_size, filters=None if no_filter else FilterSettings(),
+        passages, gen, out_dir, langs=codes, n=n, seed=seed, shard_size=shard_size,
+        filters=None if no_filter else FilterSettings(), total=count_rows(corpus),
     )
-    out.print(stats_markdown(generation_stats(path)))
+    out.print(stats_table(generation_stats(path)))
     out.print(f"generated: {path}")
 
 
@@ -76,15 +77,15 @@ def generate_ingest(
 ) -> None:
     """Read the xQG paper's released generated queries instead of generating them."""
     codes = parse_langs(langs)
-    from xdr.generate import generation_stats, ingest_xqg, stats_markdown
+    from xdr.generate import generation_stats, ingest_xqg, stats_table
 
     path = ingest_xqg(released, out_dir, langs=codes)
-    out.print(stats_markdown(generation_stats(path)))
+    out.print(stats_table(generation_stats(path)))
 
 
 @app.command("stats", epilog="Example: xdr generate stats runs/gen")
 def generate_stats(gen_dir: Annotated[Path, typer.Argument(help="generated-query directory")]) -> None:
     """Per-language counts, duplicate, copy and wrong-language rates, mean length."""
-    from xdr.generate import generation_stats, stats_markdown
+    from xdr.generate import generation_stats, stats_table
 
-    out.print(stats_markdown(generation_stats(gen_dir)))
+    out.print(stats_table(generation_stats(gen_dir)))

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from xdr.cli.options import model_spec, out
 
@@ -18,14 +20,32 @@ def models_list() -> None:
     """Known models, their default settings, and whether they are built locally."""
     from xdr.models.registry import list_models
 
-    table = Table("name", "pooling", "normalize", "prefixes (q / p)", "max len (q / p)", "local")
-    for m in list_models():
-        s = m.spec
-        table.add_row(
-            m.name, s.pooling, str(s.normalize), f"{s.query_prefix!r} / {s.passage_prefix!r}",
-            f"{s.query_max_length} / {s.passage_max_length}", m.location or "-",
-        )
-    out.print(table)
+    heads = ("pooling", "normalize", "prefixes (q / p)", "max len (q / p)", "local")
+    rows = [
+        (m.name, m.spec.pooling, str(m.spec.normalize), f"{m.spec.query_prefix!r} / {m.spec.passage_prefix!r}",
+         f"{m.spec.query_max_length} / {m.spec.passage_max_length}", m.location or "-")
+        for m in list_models()
+    ]
+    table = Table()
+    table.add_column("name", no_wrap=True)  # a name is what users copy into --model: never cut, never wrapped
+    for head in heads:
+        table.add_column(head, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    # Measured at the console's width, a table claims to fit by squeezing columns to nothing; measured
+    # without a bound, its minimum is the width at which every column still holds its longest word.
+    if out.measure(table, options=out.options.update_width(10**6)).minimum <= out.width:
+        out.print(table)
+        return
+    # Too narrow for one row per model: a block per model, the name on a line of its own.
+    for name, *values in rows:
+        details = Table.grid(padding=(0, 2))
+        details.add_column(style="dim", no_wrap=True)
+        details.add_column(overflow="fold")
+        for head, value in zip(heads, values, strict=True):
+            details.add_row(head, value)
+        out.print(Text(name, style="bold", overflow="fold"))
+        out.print(Padding(details, (0, 0, 1, 2)))
 
 
 @app.command("build", epilog="Example: xdr models build me5-small")

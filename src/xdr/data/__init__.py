@@ -25,11 +25,13 @@ apart, and each rule is one line.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xdr.data._io import base_suffix, first_char, iter_jsonl, open_text
@@ -54,6 +56,7 @@ from xdr.errors import XdrError
 __all__ = [
     "Run",
     "XQuADR",
+    "count_rows",
     "detect_format",
     "lookup_passages",
     "lookup_texts",
@@ -80,6 +83,7 @@ SWIMIR_KEYS = {"_id", "code", "query"}
 # A first cell like these is a header row, not a headerless file's first id.
 ID_COLUMNS = {"id", "_id", "qid", "query_id", "query-id", "docid", "doc_id", "pid", "corpus-id"}
 SHARD = re.compile(r"docs-(\d+)\.jsonl(\.gz)?")
+COUNT_TEXT_BYTES = 64 << 20  # scanned in about a second; larger text files are not read an extra time
 
 
 def _jsonl_format(path: str | Path) -> str:
@@ -133,6 +137,30 @@ def detect_format(path: str | Path) -> str:
         f"{path}: cannot tell the format from the name (.jsonl .tsv .csv .parquet .json, or irds:<id>); "
         "pass format="
     )
+
+
+def count_rows(path: str | Path, format: str | None = None) -> int | None:
+    """How many records ``read_passages`` / ``read_queries`` will yield, when that is cheap to know; else None.
+
+    For progress totals. A Parquet file says so in its footer. An uncompressed JSONL or TSV file up to
+    ``COUNT_TEXT_BYTES`` is scanned (TSV through the csv module: a quoted field may hold a newline). A larger
+    or gzipped text file would cost a second pass over the input (the XOR corpus TSV has 18M rows), so it
+    gets None, as do directories and formats whose rows are not one record each. A file the readers would
+    refuse also gets None: they report it, with its line, when they read it.
+    """
+    p = Path(path)
+    try:
+        fmt = format or (detect_format(p) if p.is_file() else None)
+        if fmt == "parquet":
+            return pq.ParquetFile(p).metadata.num_rows
+        if fmt not in ("jsonl", "xor", "tsv", "xor-wiki") or p.suffix == ".gz" or p.stat().st_size > COUNT_TEXT_BYTES:
+            return None
+        with open_text(p) as f:
+            if fmt in ("tsv", "xor-wiki"):
+                return max(sum(1 for row in csv.reader(f, delimiter="\t") if row) - 1, 0)  # less the header
+            return sum(1 for line in f if line.strip())
+    except (XdrError, ValueError, OSError, csv.Error, pa.ArrowException):
+        return None
 
 
 def _unsupported(path: str | Path, fmt: str, what: str, allowed: tuple[str, ...]) -> XdrError:

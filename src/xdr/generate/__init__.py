@@ -19,7 +19,7 @@ from xdr.generate.ingest import RELEASED, ingest_xqg, read_released
 from xdr.generate.prompts import Exemplar, load_exemplars, parse_answer
 from xdr.generate.registry import generator_kinds, make_generator, register_generator
 from xdr.generate.run import run_generation
-from xdr.generate.stats import generation_stats, stats_markdown
+from xdr.generate.stats import generation_stats, stats_markdown, stats_table
 
 if TYPE_CHECKING:
     from xdr.generate.hf import Sampling
@@ -76,4 +76,5 @@ __all__ = [
     "run_generation",
     "seq2seq_prompt",
     "stats_markdown",
+    "stats_table",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from xdr.artifacts import Stage, atomic_path, open_artifact, shard_name
@@ -71,6 +72,18 @@ class GeneratedQuery:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ShardDone:
+    """A shard's input records and its rows (kept or not): reported per shard, and summed, for progress."""
+
+    records: int
+    rows: int
+    kept: int
+
+    def __add__(self, other: ShardDone) -> ShardDone:
+        return ShardDone(self.records + other.records, self.rows + other.rows, self.kept + other.kept)
+
+
 def generated_query_id(docid: str, lang: str, k: int) -> str:
     return f"{docid}{SEP}{lang}{SEP}{k}"
 
@@ -96,9 +109,9 @@ def _table(groups: Iterable[QueryGroup], generator: str, filters: FilterSettings
     return pa.table(dict(zip(SCHEMA.names, columns, strict=True)), schema=SCHEMA)
 
 
-def _check_resumed_shard(path: Path, docids: list[str]) -> None:
+def _check_resumed_shard(path: Path, shard: pa.Table, docids: list[str]) -> None:
     """A finished shard must hold the passages the input gives it now; else the input changed."""
-    found = pq.read_table(path, columns=["docid"]).column("docid").unique().to_pylist()
+    found = shard.column("docid").unique().to_pylist()
     if found != list(dict.fromkeys(docids)):
         raise MismatchError(
             f"{path}: holds other passages than the input gives this shard now (the input changed since the "
@@ -122,24 +135,29 @@ def write_shards(
     generator: str,
     shard_size: int,
     filters: FilterSettings | None,
+    on_shard: Callable[[ShardDone], None] | None = None,
 ) -> None:
     """Write ``shard_size`` records per shard, each atomically; skip the shards a killed run finished.
 
     ``groups`` turns one shard's records into its query groups in row order; it is not called for a
     shard that already exists, so resuming costs only re-reading the input up to the first missing shard.
+    ``on_shard`` hears about every shard, written or skipped, in order.
     """
     it = iter(records)
     i = 0
     while chunk := list(islice(it, shard_size)):
         path = out_dir / shard_name(i, SUFFIX)
         if path.exists():
-            _check_resumed_shard(path, [docid(r) for r in chunk])
+            table = pq.read_table(path, columns=["docid", "keep"])
+            _check_resumed_shard(path, table, [docid(r) for r in chunk])
             log.info("%s: done in an earlier run, skipped", path.name)
         else:
             table = _table(groups(chunk), generator, filters)
             with atomic_path(path) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
             log.info("%s: %d passages, %d rows", path.name, len(chunk), table.num_rows)
+        if on_shard is not None:
+            on_shard(ShardDone(len(chunk), table.num_rows, pc.sum(table["keep"]).as_py() or 0))
         i += 1
 
 

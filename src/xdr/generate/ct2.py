@@ -23,7 +23,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from xdr.artifacts import atomic_dir
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
-from xdr.generate.hf import Sampling
+from xdr.generate.hf import Sampling, loading
 from xdr.generate.seq2seq import FP16_PROBLEM, PROMPT, XQG_CHECKPOINT, XQG_SAMPLING, load_tokenizer, seq2seq_prompt
 from xdr.runtime import cache_root
 
@@ -106,7 +105,11 @@ def convert(model: str, revision: str | None, dest: Path) -> Path:
 
 
 class CT2Seq2SeqGenerator:
-    """Top-k sampling from an mT5-family checkpoint through CTranslate2, ``n`` hypotheses per passage."""
+    """Top-k sampling from an mT5-family checkpoint through CTranslate2, ``n`` hypotheses per passage.
+
+    Construction loads the tokenizer and converts the checkpoint (once), so a model that cannot be had
+    fails before a run writes anything.
+    """
 
     def __init__(
         self,
@@ -134,6 +137,11 @@ class CT2Seq2SeqGenerator:
         self.threads = threads  # intra-op threads on CPU; 0 lets CTranslate2 choose
         self._translator: Any = None
         self._seed: int | None = None
+        self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(model, revision)
+        dest = converted_dir(model, revision, self.cache_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with loading(model):
+            self.model_dir = convert(model, revision, dest)
 
     @property
     def name(self) -> str:
@@ -152,16 +160,6 @@ class CT2Seq2SeqGenerator:
             "sampling": asdict(self.sampling),
             "ctranslate2": ctranslate2.__version__,
         }
-
-    @cached_property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        return load_tokenizer(self.model_id, self.revision)
-
-    @cached_property
-    def model_dir(self) -> Path:
-        dest = converted_dir(self.model_id, self.revision, self.cache_dir)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        return convert(self.model_id, self.revision, dest)
 
     def translator(self, seed: int) -> Any:
         """The translator for run seed ``seed``: a fresh one whenever the seed changes (see the module doc)."""

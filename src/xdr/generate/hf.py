@@ -1,4 +1,4 @@
-"""Transformers plumbing shared by the seq2seq and local-LLM generators: device, dtype, seeded sampling.
+"""Transformers plumbing shared by the seq2seq and local-LLM generators: loading, seeded sampling.
 
 HF's sampler draws every row of a batch from one global random generator, so a query would depend on the
 other passages in its batch. :class:`SeededSampler` instead picks each row's next token with that row's
@@ -8,7 +8,8 @@ model and the input only: not of batch size, batch neighbours, shard size or res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,18 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from xdr.errors import XdrError
+
+
+@contextmanager
+def loading(model: str) -> Iterator[None]:
+    """Turn a checkpoint that cannot be fetched or read (offline, misspelt id, missing files) into xdr's
+    one-line error that says how to get it, the same one encoders give."""
+    from xdr.models.registry import missing_model_error
+
+    try:
+        yield
+    except OSError as e:  # transformers reports hub, cache and id errors as OSError
+        raise missing_model_error(model, str(e).splitlines()[0][:300]) from e
 
 
 @dataclass(frozen=True)

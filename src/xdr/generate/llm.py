@@ -4,6 +4,11 @@
 into completions. Each of the ``n`` completions of a (passage, language) gets its own seed, derived from
 the run seed, docid, language and k, so a rerun asks the same questions (see each back end for how far
 the server or model honours it).
+
+The HTTP back end talks to the server with httpx rather than the ``openai`` client: it needs nothing of
+that client but one POST, and a seed per request that every OpenAI-compatible server accepts. Retrying
+(which failures, how long to wait, when to stop) is tenacity's; what stays here is the decision of which
+answers are worth another attempt and the server's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 from jinja2.exceptions import TemplateError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from xdr.artifacts import sha256_file
@@ -28,7 +40,7 @@ from xdr.config import DType
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.base import passage_seed, row_seed
-from xdr.generate.hf import Sampling, seeded_generate
+from xdr.generate.hf import Sampling, loading, seeded_generate
 from xdr.generate.prompts import (
     DEFAULT_EXEMPLARS,
     SYSTEM,
@@ -46,6 +58,7 @@ log = logging.getLogger(__name__)
 
 LLM_SAMPLING = Sampling(top_k=50, top_p=0.95, temperature=0.7, max_new_tokens=256)
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_WAIT = 60.0  # seconds: the longest pause between attempts, whatever the backoff or the server asks
 
 
 @dataclass(frozen=True)
@@ -90,13 +103,45 @@ class _RateLimiter:
         time.sleep(start - now)
 
 
+class _Retry(Exception):
+    """A failed attempt worth repeating, with the wait the server asked for (``Retry-After``), if any."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds; its HTTP-date form (rare from inference servers) falls back to the backoff."""
+    try:
+        return max(0.0, float(r.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+class _ServerWait:
+    """Wait as long as the server asked, else back off exponentially with jitter (so that the workers of
+    one run that failed together do not all come back at the same moment); never longer than MAX_WAIT."""
+
+    def __init__(self, backoff: float) -> None:
+        self.backoff = wait_exponential(multiplier=backoff, max=MAX_WAIT) + wait_random(0, backoff)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Retry) and error.retry_after is not None:
+            return min(error.retry_after, MAX_WAIT)
+        return min(self.backoff(state), MAX_WAIT)
+
+
 class OpenAIChatBackend:
     """An OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp server, Ollama, hosted APIs).
 
     One request per completion, carrying that completion's seed: servers that honour ``seed`` (vLLM,
-    llama.cpp) then answer a rerun identically; others sample afresh. Timeouts, connection errors, 429
-    and 5xx answers are retried with exponential backoff; other 4xx answers and exhausted retries stop
-    the run with an :class:`XdrError` (finished shards stay, so it can be resumed). The API key is read
+    llama.cpp) then answer a rerun identically; others sample afresh. ``concurrency`` requests run at
+    once. Timeouts, connection errors, 408/409/425/429/5xx and answers that are not chat completions are
+    retried, after the server's ``Retry-After`` when it sends one, else after an exponential backoff from
+    ``backoff`` seconds, each retry logged as a warning; other 4xx answers and exhausted retries stop the
+    run with an :class:`XdrError` (finished shards stay, so it can be resumed). The API key is read
     from the environment variable ``api_key_env`` and sent as a bearer token when set.
     """
 
@@ -121,6 +166,13 @@ class OpenAIChatBackend:
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.concurrency = concurrency
         self.limiter = _RateLimiter(rate_limit)
+        self.retrying = Retrying(  # keeps its per-call state per thread, so the workers share it
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_after_attempt(retries + 1),
+            wait=_ServerWait(backoff),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
 
     @property
     def name(self) -> str:
@@ -161,28 +213,32 @@ class OpenAIChatBackend:
             "max_tokens": self.max_tokens,
             "seed": seed % 2**31,  # servers take 32-bit seeds
         }
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            self.limiter.wait()
-            try:
-                r = client.post(self.url, json=body)
-            except httpx.TransportError as e:  # timeouts and connection failures
-                problem = f"{type(e).__name__}: {e}"
-                continue
-            if r.status_code in _RETRY_STATUS:
-                problem = f"HTTP {r.status_code}: {r.text[:200]}"
-                continue
-            if r.status_code != 200:
-                raise XdrError(f"{self.url}: HTTP {r.status_code}: {r.text[:500]}")
-            try:
-                content = r.json()["choices"][0]["message"]["content"]
-            except (ValueError, LookupError, TypeError):
-                problem = f"not a chat completion: {r.text[:200]}"
-                continue
-            return content if isinstance(content, str) else ""
-        raise XdrError(f"{self.url}: no answer after {self.retries + 1} attempts (last: {problem})")
+        try:
+            return self.retrying(self._attempt, client, body)
+        except _Retry as e:
+            raise XdrError(f"{self.url}: no answer after {self.retries + 1} attempts (last: {e})") from e
+
+    def _attempt(self, client: httpx.Client, body: dict[str, Any]) -> str:
+        self.limiter.wait()
+        try:
+            r = client.post(self.url, json=body)
+        except httpx.TransportError as e:  # timeouts and connection failures
+            raise _Retry(f"{type(e).__name__}: {e}") from e
+        if r.status_code in _RETRY_STATUS:
+            raise _Retry(f"HTTP {r.status_code}: {r.text[:200]}", _retry_after(r))
+        if r.status_code != 200:
+            raise XdrError(f"{self.url}: HTTP {r.status_code}: {r.text[:500]}")
+        try:
+            content = r.json()["choices"][0]["message"]["content"]
+        except (ValueError, LookupError, TypeError):
+            raise _Retry(f"not a chat completion: {r.text[:200]}") from None
+        return content if isinstance(content, str) else ""
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s: %s; attempt %d of %d in %.1f s", self.url, error, state.attempt_number + 1,
+                    self.retries + 1, wait)
 
 
 def _merge_system(messages: list[Message]) -> list[Message]:
@@ -196,6 +252,7 @@ class HFChatBackend:
 
     Uses the tokenizer's chat template when it has one, else a plain-text rendering of the same turns.
     Sampling is seeded per completion (see :mod:`xdr.generate.hf`), so answers do not depend on batching.
+    The model loads on construction, so one that cannot be had fails before a run writes anything.
     """
 
     def __init__(
@@ -213,6 +270,7 @@ class HFChatBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size, self.sampling = batch_size, sampling
+        self.tokenizer, self.model = self._load()
 
     @property
     def name(self) -> str:
@@ -229,27 +287,20 @@ class HFChatBackend:
             "sampling": asdict(self.sampling),
         }
 
-    def _load_kwargs(self) -> dict[str, Any]:
-        return {"revision": self.revision, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
-
-    @cached_property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        tok = AutoTokenizer.from_pretrained(self.model_id, **self._load_kwargs())
+    def _load(self) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+        kwargs = {"revision": self.revision, **({"gguf_file": self.gguf_file} if self.gguf_file else {})}
+        with loading(self.model_id):
+            tok = AutoTokenizer.from_pretrained(self.model_id, **kwargs)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=self.dtype, **kwargs)
+            except ImportError as e:
+                if self.gguf_file:
+                    raise XdrError(f"loading a GGUF file needs the 'gguf' package (pip install gguf): {e}") from e
+                raise
         tok.padding_side = "left"  # decoder-only: prompts end where generation starts
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        return tok
-
-    @cached_property
-    def model(self) -> PreTrainedModel:
-        kwargs = self._load_kwargs()
-        try:
-            model = AutoModelForCausalLM.from_pretrained(self.model_id, dtype=self.dtype, **kwargs)
-        except ImportError as e:
-            if self.gguf_file:
-                raise XdrError(f"loading a GGUF file needs the 'gguf' package (pip install gguf): {e}") from e
-            raise
-        return model.to(self.device).eval()
+        return tok, model.to(self.device).eval()
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text the model sees."""

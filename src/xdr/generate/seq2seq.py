@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from functools import cached_property
 from typing import Any
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -17,7 +16,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, 
 from xdr.config import DType
 from xdr.data.schema import Passage
 from xdr.generate.base import passage_seed, row_seed
-from xdr.generate.hf import Sampling, seeded_generate
+from xdr.generate.hf import Sampling, loading, seeded_generate
 from xdr.langs import language_name
 from xdr.runtime import resolve_device, resolve_dtype
 
@@ -30,7 +29,8 @@ XQG_SAMPLING = Sampling(top_k=10, max_new_tokens=32)  # the xQG paper's top-k sa
 
 def load_tokenizer(model: str, revision: str | None = None) -> PreTrainedTokenizerBase:
     """The checkpoint's tokenizer: prompts are encoded with it for generation (HF or CTranslate2) and training."""
-    return AutoTokenizer.from_pretrained(model, revision=revision)
+    with loading(model):
+        return AutoTokenizer.from_pretrained(model, revision=revision)
 
 
 def seq2seq_prompt(passage: Passage, lang: str) -> str:
@@ -39,7 +39,10 @@ def seq2seq_prompt(passage: Passage, lang: str) -> str:
 
 
 class Seq2SeqGenerator:
-    """Top-k sampling from an mT5-family checkpoint, ``n`` return sequences per passage and language."""
+    """Top-k sampling from an mT5-family checkpoint, ``n`` return sequences per passage and language.
+
+    The checkpoint loads on construction, so a model that cannot be had fails before a run writes anything.
+    """
 
     def __init__(
         self,
@@ -57,6 +60,10 @@ class Seq2SeqGenerator:
         self.dtype = resolve_dtype(dtype, self.device, fp16_problem=FP16_PROBLEM)
         self.batch_size, self.max_input_length = batch_size, max_input_length
         self.sampling = sampling or XQG_SAMPLING
+        self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(model, revision)
+        with loading(model):
+            loaded = AutoModelForSeq2SeqLM.from_pretrained(model, revision=revision, dtype=self.dtype)
+        self.model: PreTrainedModel = loaded.to(self.device).eval()
 
     @property
     def name(self) -> str:
@@ -74,15 +81,6 @@ class Seq2SeqGenerator:
             "max_input_length": self.max_input_length,
             "sampling": asdict(self.sampling),
         }
-
-    @cached_property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        return load_tokenizer(self.model_id, self.revision)
-
-    @cached_property
-    def model(self) -> PreTrainedModel:
-        model = AutoModelForSeq2SeqLM.from_pretrained(self.model_id, revision=self.revision, dtype=self.dtype)
-        return model.to(self.device).eval()
 
     def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
         seeds = [[row_seed(passage_seed(seed, p.id, lang), k) for k in range(n)] for p in passages]

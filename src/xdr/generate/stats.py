@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from rich import box
+from rich.table import Table
 
 from xdr.artifacts import mark_done, write_json_atomic, write_text_atomic
 from xdr.generate.artifact import shard_paths
@@ -62,6 +64,24 @@ def stats_markdown(stats: dict[str, dict[str, Any]]) -> str:
         cells = [lang, str(s["passages"]), str(s["count"]), str(s["kept"]), *pct, f"{s['mean_length']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def stats_table(stats: dict[str, dict[str, Any]]) -> Table:
+    """The statistics for a terminal: the drop reasons share one wrapping cell, so the table fits a narrow
+    window without cutting a number (``stats.md`` keeps one column per reason)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for name in ("lang", "passages", "queries", "kept", "kept\n%"):
+        table.add_column(name, justify="left" if name == "lang" else "right", no_wrap=True)
+    table.add_column("dropped, % of queries", ratio=1, overflow="fold")
+    table.add_column("mean\nchars", justify="right", no_wrap=True)
+    for lang, s in stats.items():
+        dropped = sorted(((s[f"{r}_rate"], r) for r in REASONS if s[f"{r}_rate"]), reverse=True)
+        why = ", ".join(f"{r.replace('_', ' ')} {100 * rate:.1f}" for rate, r in dropped) or "-"
+        if lang == ALL:
+            table.add_section()
+        table.add_row(lang, f"{s['passages']:,}", f"{s['count']:,}", f"{s['kept']:,}",
+                      f"{100 * s['kept_rate']:.1f}", why, f"{s['mean_length']:.1f}")
+    return table
 
 
 def finish(out_dir: Path) -> None:
