@@ -172,3 +172,19 @@ def test_evaluate_accepts_the_run_that_search_returns() -> None:
     assert report.macro["RR@10"] == pytest.approx((50.0 + 100.0) / 2)
     assert report.macro["RR@10"] == evaluate(run.scores(), queries, qrels={"q1": {"d2": 1}, "q2": {"d3": 1}},
                                              measures=["RR@10"]).macro["RR@10"]
+
+
+def test_a_trec_run_without_texts_says_why_r_at_kt_is_left_out(tmp_path) -> None:
+    from xdr.errors import XdrWarning
+    from xdr.evaluate import evaluate_files
+
+    (tmp_path / "run.trec").write_text("a1 Q0 p1 1 0.9 x\n")
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"id": "a1", "lang": "ar", "text": "?", "answers": ["Paris"]}) + "\n")
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("a1 0 p1 1\n")
+    with pytest.warns(XdrWarning, match="R@kt left out; R@kt needs passage texts"):
+        report = evaluate_files(tmp_path / "run.trec", queries, qrels_path=qrels)
+    assert report.notes["rkt_left_out"] and report.macro["RR@10"] == 100.0
+    with pytest.raises(XdrError, match="nothing to evaluate; R@kt needs passage texts"):
+        evaluate_files(tmp_path / "run.trec", queries)

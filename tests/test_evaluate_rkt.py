@@ -11,16 +11,12 @@ from pathlib import Path
 import nltk
 import pytest
 
+from xdr.data.runs import read_xor_submission
 from xdr.data.schema import Query
+from xdr.data.xor import span_answers
 from xdr.errors import DataError, MismatchError, XdrError
 from xdr.evaluate.nltk_punkt import ensure_nltk_punkt
-from xdr.evaluate.rkt import (
-    read_xor_submission,
-    recall_at_k_tokens,
-    rkt_name,
-    score_xor_submission,
-    span_answers,
-)
+from xdr.evaluate.rkt import recall_at_k_tokens, rkt_name, score_xor_submission
 
 DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "xor-tydi"
 
@@ -78,6 +74,13 @@ def test_answer_punctuation_follows_tokenization():
     # a comma is split off, so an answer with a comma never matches as written
     assert hits({"1": ["Portland, Oregon is big."]}, [q("1", "Portland, Oregon")], 100) == {"1": False}
     assert hits({"1": ["It was in 19145."]}, [q("1", "1914")], 100) == {"1": True}
+
+
+def test_questions_whose_answers_cannot_match_as_written_are_counted():
+    """They read as misses even at rank 1, so the report says how many there are."""
+    queries = [q("1", "Portland, Oregon"), q("2", "Portland, Oregon", "Portland"), q("3", "U.S")]
+    result = recall_at_k_tokens({"1": ["Portland, Oregon is big."]}, queries, [100])
+    assert result.unmatchable == ("1",)
 
 
 def test_yes_no_and_unanswered_questions_are_skipped():

@@ -84,6 +84,9 @@ def evaluate(
             "skipped_no_answers": len(rkt.skipped_no_answers),
             "skipped_yes_no_only": len(rkt.skipped_yes_no),
             "not_in_run_counted_as_miss": len(rkt.not_in_run),
+            # e.g. "Portland, Oregon" tokenizes to "Portland , Oregon": the official substring rule finds it
+            # only where a passage happens to tokenize the same way, so these read as misses when ranked first
+            "answers_cannot_match_as_written": len(rkt.unmatchable),
         }
     if measures:
         if qrels is None:
@@ -208,7 +211,15 @@ def evaluate_files(
                 d: t for q, docs in ranked.items() for d, t in zip(docs, by_id.get(q, ()), strict=False)
             }
     budgets = list(token_budgets) if passages is not None else []
-    return evaluate(
+    if passages is None and token_budgets:
+        why = "R@kt needs passage texts: give --corpus, or the run directory whose search wrote xor.json"
+        if qrels is None:
+            raise XdrError(f"{trec}: nothing to evaluate; {why}, and/or --qrels")
+        warnings.warn(XdrWarning(f"{trec}: R@kt left out; {why}"), stacklevel=2)
+    report = evaluate(
         ranked, queries, qrels=qrels, passages=passages, measures=measures if qrels is not None else (),
         token_budgets=budgets, name=name or run_path.name,
     )
+    if passages is None and token_budgets:
+        report.notes["rkt_left_out"] = "no passage texts (no --corpus and no xor.json from the search)"
+    return report

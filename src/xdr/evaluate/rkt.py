@@ -112,6 +112,7 @@ class RktResult:
     skipped_no_answers: tuple[str, ...]
     skipped_yes_no: tuple[str, ...]
     not_in_run: tuple[str, ...]
+    unmatchable: tuple[str, ...] = ()  # scored questions none of whose answers survives tokenization as written
 
     def counts(self) -> dict[str, int]:
         """Scored questions per language: the denominators the official script prints."""
@@ -160,6 +161,7 @@ def recall_at_k_tokens(
     no_answers: list[str] = []
     yes_no: list[str] = []
     missing: list[str] = []
+    unmatchable: list[str] = []
     seen: set[str] = set()
     for q in queries:
         if q.id in seen:
@@ -173,13 +175,15 @@ def recall_at_k_tokens(
             yes_no.append(q.id)
             continue
         langs[q.id] = q.lang
+        if not any(_tokenize(a)[0] == a for a in answers):
+            unmatchable.append(q.id)
         texts = run.get(q.id)
         if texts is None:
             missing.append(q.id)
         for budget in budgets:
             window = cache.window(texts, budget) if texts else ""
             hits[budget][q.id] = any(a in window for a in answers)
-    return RktResult(budgets, hits, langs, tuple(no_answers), tuple(yes_no), tuple(missing))
+    return RktResult(budgets, hits, langs, tuple(no_answers), tuple(yes_no), tuple(missing), tuple(unmatchable))
 
 
 def _prefix_texts(run: Mapping[str, Sequence[str]], queries: list[Query], budget: int) -> Iterator[str]:
