@@ -3,6 +3,8 @@ sentence-transformers-like encode methods, batch_size as a number of texts, and 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,3 +149,8 @@ def test_encoder_load_takes_a_name_or_a_path(tiny_bert_dir: Path) -> None:
     assert enc.spec == resolve_spec(str(tiny_bert_dir))
     np.testing.assert_array_equal(enc.encode_queries(TEXTS), Encoder.load(enc.spec, device="cpu").encode_queries(TEXTS))
 
+
+def test_new_names_are_exported_without_loading_torch() -> None:
+    code = ("import sys, xdr; from xdr import compare, ComparisonReport; "
+            "assert 'torch' not in sys.modules; assert 'compare' in xdr.__all__ and 'ComparisonReport' in xdr.__all__")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
+from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, search, evaluate, reproduce):
+for stage in (encode, train, augment, index, search, evaluate, compare, reproduce):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
