@@ -18,7 +18,7 @@ app = typer.Typer()
     "--baseline 0 --correction holm --out runs/compare",
 )
 def compare_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="two or more run directories or TREC run files")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN", help="two or more run directories or TREC run files")],
     queries: Annotated[Path, typer.Option(help="queries with languages; they define the evaluation set")],
     qrels: Annotated[Path, typer.Option(help="TREC qrels")],
     measures: Annotated[str, typer.Option(help="ir-measures names")] = "nDCG@10,RR@10,R@1,R@100",
@@ -32,9 +32,9 @@ def compare_cmd(
     Experiment with baseline= and correction=); percentages, † where the corrected p < alpha."""
     from xdr.evaluate.compare import compare
 
-    report = compare(
+    report = compare(  # compare() refuses an unknown test or correction in one line
         runs, queries, qrels, measures=[m.strip() for m in measures.split(",") if m.strip()],
-        baseline=int(baseline) if baseline.isdigit() else baseline, test=test, correction=correction,  # type: ignore[arg-type]
+        baseline=int(baseline) if baseline.isdigit() else baseline, test=test, correction=correction,
         alpha=alpha,
     )
     out.print(report.to_markdown(), highlight=False, markup=False, soft_wrap=True)
