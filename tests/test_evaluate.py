@@ -90,10 +90,11 @@ def test_json_round_trip(tmp_path):
 
 
 def test_markdown_table():
+    """Scores are percentages, where ir-measures prints fractions: every heading says so."""
     r = Report({"R@2kt": {"a1": 100.0, "a2": 0.0, "f1": 100.0}, "nDCG@10": {"a1": 50.0, "f1": 25.0}},
                {"a1": "ar", "a2": "ar", "f1": "fi"}, "sys")
     assert r.to_markdown() == (
-        "| lang | n | R@2kt | nDCG@10 |\n"
+        "| lang | n | R@2kt (%) | nDCG@10 (%) |\n"
         "|---|---:|---:|---:|\n"
         "| ar | 2 | 50.0 | 50.0 |\n"
         "| fi | 1 | 100.0 | 25.0 |\n"
@@ -147,6 +148,7 @@ def test_comparison_table_shows_difference_and_both_holm_p_values():
     assert "100.0 (+100.0; t <.001, W " in rows["de"]
     assert "0.0 (+0.0; t 1.000, W 1.000)" in rows["ja"]
     assert "50.0 (+50.0;" in rows["**avg**"]
+    assert table.startswith("| lang | R@1 (%) |")
     assert "corrected over all 3 cells" in table
 
 

@@ -8,8 +8,8 @@ import random
 import pytest
 from scipy import stats
 
-from xdr.errors import MismatchError
-from xdr.evaluate.significance import Comparison, holm, paired_test, with_holm
+from xdr.errors import MismatchError, XdrError
+from xdr.evaluate.significance import Comparison, bonferroni, correct, holm, paired_test, with_holm
 
 BASE = {f"q{i}": float(i % 5) for i in range(20)}
 SYS = {q: v + (1.0 if i % 3 else -0.5) for i, (q, v) in enumerate(BASE.items())}
@@ -81,3 +81,15 @@ def test_with_holm_fills_corrected_pvalues():
     out = with_holm(comps)
     assert [c.t_pvalue_holm for c in out] == pytest.approx([0.03, 0.04, 0.2])
     assert [c.wilcoxon_pvalue_holm for c in out] == pytest.approx([0.015, 0.02, 0.1])
+
+
+def test_bonferroni_and_correct():
+    assert bonferroni([0.01, math.nan, 0.3]) == pytest.approx([0.02, math.nan, 0.6], nan_ok=True)
+    assert bonferroni([0.6, 0.01]) == [1.0, 0.02]
+    ps = [0.01, 0.04, 0.03, 0.005]
+    assert correct(ps, "holm") == holm(ps) and correct(ps, "bonferroni") == bonferroni(ps)
+    assert correct(ps, "none") == ps
+    with pytest.raises(XdrError, match="unknown correction 'fdr'"):
+        correct(ps, "fdr")  # type: ignore[arg-type]
+    c = Comparison("m", "b", "s", 10, 0.1, 0.01, 0.02)
+    assert (c.pvalue("t"), c.pvalue("wilcoxon")) == (0.01, 0.02)

@@ -55,9 +55,12 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "xdr.evaluate",
     "evaluate_files": "xdr.evaluate",
     "Report": "xdr.evaluate",
+    "compare": "xdr.evaluate.compare",
+    "ComparisonReport": "xdr.evaluate.compare",
 }
 
 __all__ = [
+    "ComparisonReport",
     "DataError",
     "DenseIndex",
     "Encoder",
@@ -75,6 +78,7 @@ __all__ = [
     "augment",
     "build_index",
     "build_vector_store",
+    "compare",
     "encode_passages",
     "encode_queries",
     "evaluate",
@@ -105,6 +109,7 @@ if TYPE_CHECKING:
     from xdr.encode import encode_passages, encode_queries
     from xdr.errors import DataError, MismatchError, XdrError
     from xdr.evaluate import Report, evaluate, evaluate_files
+    from xdr.evaluate.compare import ComparisonReport, compare
     from xdr.generate import read_generated, run_generation
     from xdr.index import DenseIndex, build_index, load_index
     from xdr.maxsim import MaxSimReranker, build_vector_store

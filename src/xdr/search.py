@@ -91,9 +91,31 @@ def _warn_if_far_from_exact(index: DenseIndex, query_emb: np.ndarray, k: int) ->
         ), stacklevel=3)
 
 
+_UNKNOWN_LANG = "und"  # ISO 639-2 "undetermined": the language of a query given as a bare string
+
+
+def _as_queries(queries: str | Sequence[str] | Sequence[Query]) -> list[Query]:
+    """``Query`` records as given, or for bare strings records with ids ``q0``, ``q1``, ... in order.
+
+    A single string is one query (never a sequence of one-character queries); the language of a bare
+    string is unknown (``und``), which search does not need.
+    """
+    if isinstance(queries, str):
+        queries = [queries]
+    out: list[Query] = []
+    for i, q in enumerate(queries):
+        if isinstance(q, Query):
+            out.append(q)
+        elif isinstance(q, str):
+            out.append(Query(f"q{i}", _UNKNOWN_LANG, q))
+        else:
+            raise XdrError(f"query {i}: expected a string or a Query, not {type(q).__name__}")
+    return out
+
+
 def search(
     index: str | Path | DenseIndex,
-    queries: Sequence[Query],
+    queries: str | Sequence[str] | Sequence[Query],
     encoder: TextEncoder,
     k: int = 100,
     *,
@@ -104,9 +126,12 @@ def search(
 ) -> Run:
     """Encode ``queries``, retrieve the top ``k`` passages of each, and re-rank them if asked.
 
-    The encoder must share the index's vector space (same model, weights, pooling, normalisation);
-    vectors from another model give scores that rank nothing, so that is refused rather than run.
+    ``queries`` are :class:`Query` records, a list of strings or one string; strings get the ids ``q0``,
+    ``q1``, ... in order and the language ``und``. The encoder must share the index's vector space
+    (same model, weights, pooling, normalisation); vectors from another model give scores that rank
+    nothing, so that is refused rather than run.
     """
+    queries = _as_queries(queries)
     if not queries:
         raise XdrError("no queries to search")
     dense = index if isinstance(index, DenseIndex) else load_index(index)

@@ -20,7 +20,7 @@ except ImportError:
     from click import exceptions as click_errors
 from rich.console import Console
 
-from xdr.cli import augment, data, encode, evaluate, generate, index, models, reproduce, search, train
+from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
 from xdr.version import __version__
 
@@ -48,7 +48,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, search, evaluate, reproduce):
+for stage in (encode, train, augment, index, search, evaluate, compare, reproduce):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")

@@ -1,7 +1,9 @@
 """Evaluation results per query, per language and macro-averaged, as JSON and as a Markdown table.
 
 Every number in a :class:`Report` is a percentage (per-query scores included: an R@kt hit is 100.0, an
-nDCG of 0.5 is 50.0), so per-query scores, language means and mean differences share one scale. The
+nDCG of 0.5 is 50.0), so per-query scores, language means and mean differences share one scale; where
+ir-measures would print 0.5, xdr prints 50.0, and every report says so (``"scale": "percent"`` in JSON,
+"(%)" in Markdown headings). The
 macro average is the unweighted mean over languages, as XOR-TyDi reports it; significance for the "avg"
 row is a paired test over all queries pooled.
 """
@@ -19,6 +21,8 @@ from xdr.errors import MismatchError, XdrError
 from xdr.evaluate.significance import Comparison, paired_test, with_holm
 
 AVG = "avg"
+SCALE = "percent"  # recorded in every JSON report: ir-measures gives fractions, xdr reports them x 100
+PERCENT = "(%)"  # after every score heading in Markdown, for the same reason
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "scale": "percent",
+            "scale": SCALE,
             "measures": list(self.measures),
             "languages": list(self.languages),
             "macro": self.macro,
@@ -113,21 +117,25 @@ class Report:
         except KeyError as e:
             raise XdrError(f"{path}: not an xdr evaluation report (no {e.args[0]!r})") from e
 
-    def compare(self, baseline: Report, *, allow_partial: bool = False) -> list[Comparison]:
-        """Paired tests against ``baseline`` for every measure x (language, avg) cell, Holm over all cells."""
+    def paired_tests(self, baseline: Report, *, allow_partial: bool = False) -> list[Comparison]:
+        """Paired tests against ``baseline`` for every measure x (language, avg) cell, uncorrected: the
+        caller decides the family (one system's cells here, all systems' cells in ``xdr compare``)."""
         missing = [m for m in self.measures if m not in baseline.per_query]
         if missing:
             raise MismatchError(f"baseline {baseline.name!r} has no scores for {', '.join(missing)}")
-        comps: list[Comparison] = []
-        for m in self.measures:
-            for group in (*self.languages, AVG):
-                comps.append(paired_test(
-                    baseline.scores(m, group),
-                    self.scores(m, group),
-                    measure=m, baseline_name=baseline.name, system_name=self.name, group=group,
-                    allow_partial=allow_partial,
-                ))
-        return with_holm(comps)
+        return [
+            paired_test(
+                baseline.scores(m, group), self.scores(m, group),
+                measure=m, baseline_name=baseline.name, system_name=self.name, group=group,
+                allow_partial=allow_partial,
+            )
+            for m in self.measures
+            for group in (*self.languages, AVG)
+        ]
+
+    def compare(self, baseline: Report, *, allow_partial: bool = False) -> list[Comparison]:
+        """Paired tests against ``baseline`` for every measure x (language, avg) cell, Holm over all cells."""
+        return with_holm(self.paired_tests(baseline, allow_partial=allow_partial))
 
     def comparison_markdown(self, baseline: Report, *, digits: int = 1) -> str:
         """Each cell: score, difference to ``baseline`` and the Holm-corrected p-values of both paired tests.
@@ -138,7 +146,7 @@ class Report:
         comps = {(c.measure, c.group): c for c in self.compare(baseline)}
         per_lang, macro = self.per_language, self.macro
         lines = [
-            "| lang | " + " | ".join(self.measures) + " |",
+            "| lang | " + " | ".join(f"{m} {PERCENT}" for m in self.measures) + " |",
             "|---|" + "---:|" * len(self.measures),
         ]
         for group in (*self.languages, AVG):
@@ -148,7 +156,7 @@ class Report:
                 c = comps[(m, group)]
                 cells.append(
                     f"{value:.{digits}f} ({c.mean_diff:+.{digits}f}; "
-                    f"t {_p(c.t_pvalue_holm)}, W {_p(c.wilcoxon_pvalue_holm)})"
+                    f"t {format_p(c.t_pvalue_holm)}, W {format_p(c.wilcoxon_pvalue_holm)})"
                 )
             label = f"**{AVG}**" if group == AVG else group
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -184,7 +192,7 @@ class Report:
             for lang in self.languages
         }
         lines = [
-            "| lang | n | " + " | ".join(self.measures) + " |",
+            "| lang | n | " + " | ".join(f"{m} {PERCENT}" for m in self.measures) + " |",
             "|---|---:|" + "---:|" * len(self.measures),
         ]
 
@@ -207,6 +215,6 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value as tables print it: ``.031``, ``<.001``, ``–`` when untested."""
     return "–" if math.isnan(p) else "<.001" if p < 0.001 else f"{p:.3f}".lstrip("0")

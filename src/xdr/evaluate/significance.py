@@ -8,7 +8,10 @@ the right queries. The rules for the awkward cases, in one place:
 - A pair with a NaN on either side is dropped and counted in ``Comparison.dropped_nan``.
 - All differences zero: the systems agree on every query, so both p-values are 1.0 (scipy would
   otherwise return NaN or raise, depending on the version).
-- Fewer than two pairs: nothing can be tested; both p-values are NaN and Holm leaves them out.
+- Fewer than two pairs: nothing can be tested; both p-values are NaN and a correction leaves them out.
+
+The corrections (Holm, Bonferroni) are written out because scipy offers only FDR control
+(``false_discovery_control``), not family-wise error control; each is a few lines.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from scipy import stats
 
-from xdr.errors import MismatchError
+from xdr.errors import MismatchError, XdrError
+
+Test = Literal["t", "wilcoxon"]
+Correction = Literal["holm", "bonferroni", "none"]
+TESTS: tuple[Test, ...] = ("t", "wilcoxon")
+CORRECTIONS: tuple[Correction, ...] = ("holm", "bonferroni", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,10 @@ class Comparison:
     group: str = "all"
     dropped_nan: int = 0
     unpaired: int = 0
+
+    def pvalue(self, test: Test) -> float:
+        """The uncorrected p-value of ``test`` ("t" or "wilcoxon")."""
+        return self.t_pvalue if test == "t" else self.wilcoxon_pvalue
 
 
 def paired_test(
@@ -88,10 +101,7 @@ def paired_test(
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in input order; NaN entries stay NaN and are not in the family.
-
-    Written out because scipy offers only FDR control (``false_discovery_control``), not Holm's FWER one.
-    """
+    """Holm-Bonferroni adjusted p-values, in input order; NaN entries stay NaN and are not in the family."""
     idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
     m = len(idx)
     out = [math.nan] * len(pvalues)
@@ -110,3 +120,20 @@ def with_holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
         replace(c, t_pvalue_holm=t, wilcoxon_pvalue_holm=w)
         for c, t, w in zip(comparisons, t_adj, w_adj, strict=True)
     ]
+
+
+def bonferroni(pvalues: Sequence[float]) -> list[float]:
+    """Bonferroni adjusted p-values (``min(1, m p)``); NaN entries stay NaN and are not in the family."""
+    m = sum(not math.isnan(p) for p in pvalues)
+    return [p if math.isnan(p) else min(1.0, m * p) for p in pvalues]
+
+
+def correct(pvalues: Sequence[float], correction: Correction) -> list[float]:
+    """``pvalues`` adjusted for multiple comparisons as one family: ``holm``, ``bonferroni`` or ``none``."""
+    if correction == "holm":
+        return holm(pvalues)
+    if correction == "bonferroni":
+        return bonferroni(pvalues)
+    if correction == "none":
+        return list(pvalues)
+    raise XdrError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +48,7 @@ from xdr.progress import row_progress
 Metric = Literal["ip", "l2"]
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.txt"
+IN_MEMORY = "<in memory>"  # the path of an index made by DenseIndex.from_vectors
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
@@ -67,6 +70,25 @@ def _to_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
     except RuntimeError as e:
         print(f"xdr: keeping the index on the CPU ({_reason(e)})", file=sys.stderr)
         return index, False
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in _METRICS:
+        raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+
+
+def _new_index(dim: int, factory: str, metric: Metric) -> faiss.Index:
+    try:
+        return faiss.index_factory(dim, factory, _METRICS[metric])
+    except RuntimeError as e:
+        raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
+
+
+def _train(index: faiss.Index, sample: np.ndarray, factory: str) -> None:
+    try:
+        index.train(sample)
+    except RuntimeError as e:
+        raise XdrError(f"cannot train {factory!r} on {len(sample)} vectors: {_reason(e)}") from e
 
 
 def build_index(
@@ -93,8 +115,7 @@ def build_index(
     """
     emb_dir, out = Path(emb_dir), Path(out_dir)
     emb_meta = embeddings_meta(emb_dir)
-    if metric not in _METRICS:
-        raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
+    _check_metric(metric)
     store = None
     if generated is not None:
         if not beta >= 0:
@@ -121,17 +142,9 @@ def build_index(
     start_artifact(out, Stage.INDEX, params)
     if is_done(out):
         return out
-    try:
-        index = faiss.index_factory(dim, factory, _METRICS[metric])
-    except RuntimeError as e:
-        raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
-    index, on_gpu = _to_gpu(index, use_gpu)
+    index, on_gpu = _to_gpu(_new_index(dim, factory, metric), use_gpu)
     if not index.is_trained:
-        sample = training_sample(emb_dir, train_sample, seed)
-        try:
-            index.train(sample)
-        except RuntimeError as e:
-            raise XdrError(f"cannot train {factory!r} on {len(sample)} vectors: {_reason(e)}") from e
+        _train(index, training_sample(emb_dir, train_sample, seed), factory)
 
     with atomic_path(out / IDS_FILE) as ids_tmp, atomic_path(out / INDEX_FILE) as index_tmp:
         with open_ids(ids_tmp) as id_file, row_progress(progress) as bar:
@@ -168,7 +181,7 @@ class DenseIndex:
 
     def __init__(
         self, index: faiss.Index, ids: pa.LargeStringArray, spec: ModelSpec, metric: Metric, factory: str,
-        path: Path, on_gpu: bool, multi: MultiVector | None = None,
+        path: Path | str, on_gpu: bool, multi: MultiVector | None = None,
     ) -> None:
         rows = len(ids) + (int(multi.offsets[-1]) if multi is not None else 0)
         if rows != index.ntotal:
@@ -180,6 +193,54 @@ class DenseIndex:
         self.nlist: int | None = int(ivf.nlist) if ivf is not None else None
         self.settings: dict[str, int] = {}
         self.defaulted: set[str] = set()  # knobs set by use_defaults, not by the user
+
+    @classmethod
+    def from_vectors(
+        cls,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        spec: ModelSpec,
+        factory: str = "Flat",
+        metric: Metric = "ip",
+        *,
+        train_sample: int = 300_000,
+        seed: int = 0,
+        use_gpu: bool = True,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> DenseIndex:
+        """An index in memory over ``vectors`` (row ``i`` is passage ``ids[i]``), with no files written.
+
+        For notebooks, tests and corpora that fit in RAM; ``spec`` is the model the vectors came from
+        (``encoder.spec``), checked against the query encoder at search time. Factories, training (on the
+        same uniform sample of ``train_sample`` rows that :func:`build_index` draws) and the search knobs
+        are those of :func:`build_index` and :func:`load_index`. ``path`` is ``"<in memory>"``, for
+        messages and the run's settings.
+        """
+        ids = list(ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(ids) != len(vectors):
+            raise XdrError(f"need one vector per id: {len(ids)} ids, vectors of shape {vectors.shape}")
+        if not ids:
+            raise XdrError("no vectors to index")
+        _check_metric(metric)
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, n in Counter(ids).items() if n > 1)
+            raise XdrError(f"duplicate passage id {dup!r}: a search result must name one passage")
+        try:
+            id_array = pa.array(ids, type=pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise XdrError(f"passage ids must be strings ({e})") from e
+        index, on_gpu = _to_gpu(_new_index(vectors.shape[1], factory, metric), use_gpu)
+        if not index.is_trained:
+            pick = np.sort(np.random.default_rng(seed).choice(len(ids), size=min(train_sample, len(ids)),
+                                                              replace=False))
+            _train(index, vectors[pick], factory)
+        index.add(vectors)
+        dense = cls(index, id_array, spec, metric, factory, IN_MEMORY, on_gpu)
+        dense.configure(nprobe=nprobe, ef_search=ef_search)
+        dense.use_defaults()
+        return dense
 
     @property
     def dim(self) -> int:

@@ -1,9 +1,11 @@
 """Turn texts into vectors with a transformers checkpoint, as a :class:`~xdr.config.ModelSpec` describes.
 
 Throughput comes from not computing on padding: texts are tokenised once, sorted by token count and cut
-into batches under a token budget, so each batch is nearly rectangular and short texts ride in large
-batches. Tokenisation (CPU) is split from the forward pass so that on CUDA a background thread prepares
-the next batches in pinned memory while the GPU runs the current one.
+into batches, so each batch is nearly rectangular. Two limits shape a batch: ``batch_size`` texts (what
+sentence-transformers calls a batch) and a ``token_budget`` of padded tokens; with the text limit lifted
+(``batch_size=None``), short texts ride in large batches, which is what a GPU needs. Tokenisation (CPU)
+is split from the forward pass so that on CUDA a background thread prepares the next batches in pinned
+memory while the GPU runs the current one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from xdr.config import ModelSpec
+from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.models.base import Kind
 from xdr.runtime import resolve_device, resolve_dtype
@@ -36,14 +39,16 @@ class Batch:
 
 
 def plan_batches(
-    lengths: Sequence[int] | np.ndarray, token_budget: int, max_padding: float = 0.05
+    lengths: Sequence[int] | np.ndarray, token_budget: int, max_padding: float = 0.05,
+    max_rows: int | None = None,
 ) -> list[np.ndarray]:
     """Group row indices, longest first, into nearly rectangular batches.
 
     A batch fills up to ``token_budget // 8`` padded tokens regardless (small matmuls waste more time
     than a little padding does), then keeps growing only while its padding stays under ``max_padding``
     of its real tokens, so runs of similar lengths form large batches and the long tail is not padded
-    up. ``rows × longest`` never exceeds ``token_budget``, which bounds activation memory.
+    up. ``rows × longest`` never exceeds ``token_budget``, which bounds activation memory, and rows never
+    exceed ``max_rows`` when it is given.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
@@ -54,7 +59,7 @@ def plan_batches(
     start = 0
     while start < n:
         longest = max(int(sorted_len[start]), 1)
-        cap = max(token_budget // longest, 1)
+        cap = max(min(token_budget // longest, max_rows or n), 1)
         end, real = start + 1, int(sorted_len[start])
         while end < n and end - start < cap:
             grown = real + int(sorted_len[end])
@@ -86,12 +91,18 @@ class Encoder:
         self.pad_id: int = int(pad if pad is not None else 0)
 
     @classmethod
-    def load(cls, spec: ModelSpec, device: str | torch.device | None = None) -> Encoder:
-        """Load ``spec.path`` onto ``device`` (default: CUDA when available) in eval mode."""
+    def load(cls, model: ModelSpec | str, device: str | torch.device | None = None) -> Encoder:
+        """Load a model onto ``device`` (default: CUDA when available) in eval mode.
+
+        ``model`` is a :class:`ModelSpec` or what ``--model`` takes: a registry name (``"me5-small"``), a
+        hub id or a local directory, resolved with its registry defaults by
+        :func:`~xdr.models.registry.resolve_spec`.
+        """
         from transformers import AutoModel, AutoTokenizer
 
-        from xdr.models.registry import missing_model_error
+        from xdr.models.registry import missing_model_error, resolve_spec
 
+        spec = resolve_spec(model) if isinstance(model, str) else model
         dev = resolve_device(device)
         dtype = resolve_dtype(spec.dtype, dev)
         try:
@@ -147,18 +158,31 @@ class Encoder:
         return Batch(rows, t_ids, t_mask)
 
     def batches(
-        self, texts: Sequence[str], kind: Kind, batch_size: int, chunk_size: int = 16384
+        self, texts: Sequence[str], kind: Kind, batch_size: int | None = 32, chunk_size: int = 16384, *,
+        token_budget: int | None = None,
     ) -> Iterator[Batch]:
-        """Length-sorted batches over ``texts``, tokenised ``chunk_size`` texts at a time.
+        """Length-sorted batches over ``texts``, tokenised ``chunk_size`` texts at a time, each within
+        ``batch_size`` texts and ``token_budget`` padded tokens (see :meth:`encode`).
 
         Sorting within chunks keeps memory flat for huge inputs; a chunk of 16k texts already leaves
         almost no padding.
         """
-        budget = batch_size * self.max_length(kind)
+        for name, value in (("batch_size", batch_size), ("token_budget", token_budget)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise XdrError(f"{name} must be a positive integer or None, not {value!r}")
+        if token_budget is None:
+            if batch_size is None:
+                raise XdrError("give batch_size (texts per forward pass) or token_budget (tokens per forward pass)")
+            token_budget = batch_size * self.max_length(kind)
+        return self._planned(texts, kind, token_budget, batch_size, chunk_size)
+
+    def _planned(
+        self, texts: Sequence[str], kind: Kind, token_budget: int, max_rows: int | None, chunk_size: int
+    ) -> Iterator[Batch]:
         pin = self.device.type == "cuda"
         for start in range(0, len(texts), chunk_size):
             ids = self.tokenize(texts[start : start + chunk_size], kind)
-            for group in plan_batches([len(x) for x in ids], budget):
+            for group in plan_batches([len(x) for x in ids], token_budget, max_rows=max_rows):
                 yield self.collate([ids[i] for i in group], group + start, pin=pin)
 
     @torch.inference_mode()
@@ -177,22 +201,27 @@ class Encoder:
         return pooled
 
     def encode(
-        self, texts: Sequence[str], kind: Kind, batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], kind: Kind, batch_size: int | None = 32, progress: bool = False, *,
+        token_budget: int | None = None,
     ) -> np.ndarray:
         """Vectors for ``texts`` (float32, one row per text, in input order).
 
-        ``batch_size`` sets the token budget of a batch: as many tokens as ``batch_size`` texts of the
-        kind's max length (see :func:`plan_batches`). Passages arrive already joined (title and text) as
-        plain strings.
+        ``batch_size`` is the most texts one forward pass takes, as in sentence-transformers.
+        ``token_budget`` is the most tokens one forward pass takes, padding included (rows × longest
+        text); by default it is ``batch_size`` texts of the kind's max length, which never limits before
+        ``batch_size`` does. For throughput on a GPU pass ``batch_size=None, token_budget=...``: batches
+        are then cut by tokens alone, so short texts ride in large batches (see :func:`plan_batches`).
+        The vectors are the same either way. Passages arrive already joined (title and text) as plain
+        strings; :meth:`encode_passages` joins them.
         """
         from tqdm.auto import tqdm
 
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        source = self.batches(texts, kind, batch_size, token_budget=token_budget)  # refuses bad limits now
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out
-        source = self.batches(texts, kind, batch_size)
         if self.device.type == "cuda":
             source = _prefetch(source, depth=4)
         pending: list[tuple[np.ndarray, torch.Tensor]] = []
@@ -207,6 +236,34 @@ class Encoder:
                     n_pending = 0
             _flush(pending, out)
         return out
+
+    def encode_queries(
+        self, texts: str | Sequence[str], batch_size: int | None = 32, *, token_budget: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Query vectors, float32 [len(texts), dim], with the spec's query prefix and max length.
+
+        sentence-transformers' ``encode`` for the query side: a single string gives one vector [dim].
+        ``batch_size`` and ``token_budget`` are as in :meth:`encode`.
+        """
+        if isinstance(texts, str):
+            return self.encode_queries([texts], batch_size, token_budget=token_budget, progress=progress)[0]
+        return self.encode(texts, "query", batch_size, progress, token_budget=token_budget)
+
+    def encode_passages(
+        self, passages: str | Passage | Sequence[str | Passage], batch_size: int | None = 32, *,
+        token_budget: int | None = None, progress: bool = False,
+    ) -> np.ndarray:
+        """Passage vectors, float32 [len(passages), dim], with the spec's passage prefix and max length.
+
+        A passage is a string or a :class:`~xdr.data.schema.Passage`, whose title and text are joined with
+        the spec's title separator, as ``xdr encode`` joins them. A single one gives one vector [dim].
+        """
+        if isinstance(passages, (str, Passage)):
+            return self.encode_passages([passages], batch_size, token_budget=token_budget, progress=progress)[0]
+        sep = self.spec.title_separator
+        texts = [p.joined(sep) if isinstance(p, Passage) else p for p in passages]
+        return self.encode(texts, "passage", batch_size, progress, token_budget=token_budget)
 
 
 def _flush(pending: list[tuple[np.ndarray, torch.Tensor]], out: np.ndarray) -> None:
