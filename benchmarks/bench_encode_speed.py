@@ -91,6 +91,7 @@ def main() -> None:
 
     from xdr.config import ModelSpec
     from xdr.models import Encoder, resolve_spec
+    from xdr.models.base import stage_budget
 
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -120,8 +121,8 @@ def main() -> None:
     st.max_seq_length = spec.passage_max_length
     prompt = spec.passage_prefix or None
 
-    def run_xdr() -> np.ndarray:
-        return enc.encode(texts, "passage", batch_size=batch_size)
+    def run_xdr() -> np.ndarray:  # as `xdr encode --batch-size` packs a forward pass
+        return enc.encode(texts, "passage", **stage_budget(spec, "passage", batch_size))
 
     def run_st() -> np.ndarray:
         return st.encode(texts, batch_size=batch_size, prompt=prompt, normalize_embeddings=spec.normalize,

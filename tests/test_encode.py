@@ -31,7 +31,8 @@ class HashEncoder:
         self.calls: list[tuple[str, list[str]]] = []
 
     def encode(
-        self, texts: Sequence[str], kind: str, batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], kind: str, batch_size: int | None = 32, progress: bool = False,
+        token_budget: int | None = None,
     ) -> np.ndarray:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise RuntimeError("simulated crash")
@@ -198,7 +199,8 @@ def test_encode_queries_uses_query_side(tmp_path: Path) -> None:
 def test_non_finite_vectors_are_refused(tmp_path: Path) -> None:
     class NanEncoder(HashEncoder):
         def encode(
-            self, texts: Sequence[str], kind: str, batch_size: int = 32, progress: bool = False
+            self, texts: Sequence[str], kind: str, batch_size: int | None = 32, progress: bool = False,
+            token_budget: int | None = None,
         ) -> np.ndarray:
             return np.full((len(texts), self.dim), np.nan, dtype=np.float32)
 

@@ -31,7 +31,8 @@ class TableEncoder:
         self.dim = len(next(iter(table.values())))
 
     def encode(
-        self, texts: Sequence[str], kind: str, batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], kind: str, batch_size: int | None = 32, progress: bool = False,
+        token_budget: int | None = None,
     ) -> np.ndarray:
         return np.stack([self.table[t] for t in texts]).astype(np.float32)
 

@@ -33,7 +33,7 @@ class CharEncoder:
 
     spec, dim = SPEC, 8
 
-    def encode(self, texts, kind, batch_size=0, progress=False) -> np.ndarray:
+    def encode(self, texts, kind, batch_size=0, progress=False, token_budget=None) -> np.ndarray:
         return np.array([[t.count(c) for c in "aeiounst"] for t in texts], np.float32)
 
 

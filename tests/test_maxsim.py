@@ -218,7 +218,7 @@ class TableEncoder:
     def __init__(self, table: dict[str, np.ndarray], spec: ModelSpec = SPEC) -> None:
         self.spec, self.table, self.dim = spec, table, DIM
 
-    def encode(self, texts, kind, batch_size=32, progress=False) -> np.ndarray:
+    def encode(self, texts, kind, batch_size=32, progress=False, token_budget=None) -> np.ndarray:
         return np.stack([self.table[t] for t in texts])
 
 

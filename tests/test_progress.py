@@ -83,7 +83,8 @@ class ConstantEncoder:
     spec = ModelSpec(name="const", path="/models/const")
     dim = 4
 
-    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int | None = 32, progress: bool = False,
+               token_budget: int | None = None) -> np.ndarray:
         return np.ones((len(texts), self.dim), dtype=np.float32) / 2
 
 

@@ -76,7 +76,8 @@ class WordEncoder:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int | None = 32, progress: bool = False,
+               token_budget: int | None = None) -> np.ndarray:
         self.seen.extend(texts)
         rows = [np.random.default_rng(sum(map(ord, t))).normal(size=self.dim) for t in texts]
         return unit(np.stack(rows))

@@ -30,7 +30,7 @@ from xdr.embeddings import EmbeddingWriter, embeddings_meta, iter_shards, store_
 from xdr.errors import XdrError, XdrWarning
 from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries, split_generated_id
 from xdr.langs import normalize_lang
-from xdr.models.base import TextEncoder
+from xdr.models.base import TextEncoder, stage_budget
 from xdr.models.encoder import Encoder
 from xdr.progress import row_progress
 
@@ -142,7 +142,7 @@ class _QueryCursor:
             return owner, langs, np.empty((0, 0), np.float32)
         if texts:
             assert self._encoder is not None
-            return owner, langs, self._encoder.encode(texts, "query", batch_size=256)
+            return owner, langs, self._encoder.encode(texts, "query", **stage_budget(self._encoder.spec, "query", 256))
         return owner, langs, np.concatenate(parts)
 
     def leftover(self) -> str | None:

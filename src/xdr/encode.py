@@ -20,7 +20,7 @@ from xdr.data import count_rows
 from xdr.data.schema import Passage, Query
 from xdr.embeddings import EmbeddingWriter, IdGuard, store_params
 from xdr.errors import XdrError
-from xdr.models.base import Kind, TextEncoder
+from xdr.models.base import Kind, TextEncoder, stage_budget
 from xdr.progress import row_progress
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _encode_shard(
     emb = np.empty((len(rows), encoder.dim), dtype=np.float32)
     for start in range(0, len(rows), chunk_size):
         texts = [text for _, text in rows[start:start + chunk_size]]
-        vecs = encoder.encode(texts, kind, batch_size=batch_size, progress=False)
+        vecs = encoder.encode(texts, kind, progress=False, **stage_budget(encoder.spec, kind, batch_size))
         if not np.isfinite(vecs).all():
             raise XdrError(
                 f"the model produced non-finite vectors for rows {start}..{start + len(texts) - 1} of this "

@@ -39,7 +39,7 @@ from xdr.data.runs import RUN_FILE, XOR_FILE, Run, write_trec, write_xor_json
 from xdr.data.schema import Passage, Query
 from xdr.errors import XdrError, XdrWarning
 from xdr.index.dense import DenseIndex, load_index
-from xdr.models.base import TextEncoder
+from xdr.models.base import TextEncoder, stage_budget
 
 
 class Reranker(Protocol):
@@ -141,7 +141,8 @@ def search(
             raise XdrError(f"k ({k}) must not exceed rerank_k ({reranker.depth}): only re-ranked candidates "
                            "are kept")
         reranker.check(encoder.spec, dense.metric, str(dense.path))
-    emb = encoder.encode([q.text for q in queries], "query", batch_size=batch_size, progress=progress)
+    emb = encoder.encode([q.text for q in queries], "query", progress=progress,
+                         **stage_budget(encoder.spec, "query", batch_size))
     qids = [q.id for q in queries]
     depth = k if reranker is None else reranker.depth
     _warn_if_far_from_exact(dense, emb, depth)

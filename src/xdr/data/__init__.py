@@ -34,7 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xdr.data._io import base_suffix, first_char, iter_jsonl, open_text
+from xdr.data._io import base_suffix, first_char, iter_jsonl, open_text, read_errors
 from xdr.data.dpr import read_dpr, read_tevatron
 from xdr.data.generic import (
     GENERIC_FORMATS,
@@ -51,7 +51,7 @@ from xdr.data.squad import XQuADR, read_squad_paragraphs, read_squad_training, r
 from xdr.data.swimir import read_swimir, read_swimir_passages
 from xdr.data.trec import BEIR_QRELS_HEADER, read_beir_qrels, read_trec_qrels, write_qrels
 from xdr.data.xor import WIKI_HEADER, read_question_translations, read_xor_questions, read_xor_wiki
-from xdr.errors import XdrError
+from xdr.errors import DataError, XdrError
 
 __all__ = [
     "Run",
@@ -105,7 +105,7 @@ def _jsonl_format(path: str | Path) -> str:
 
 
 def _tsv_format(path: str | Path) -> str:
-    with open_text(path) as f:
+    with open_text(path) as f, read_errors(path, lambda: 1):
         header = tuple(f.readline().rstrip("\r\n").split("\t"))
     if header == WIKI_HEADER:
         return "xor-wiki"
@@ -124,7 +124,11 @@ def detect_format(path: str | Path) -> str:
     if suffix == ".parquet":
         if not Path(path).is_file():
             raise XdrError(f"{path}: no such file")
-        return "swimir" if set(pq.read_schema(path).names) >= SWIMIR_KEYS else "parquet"
+        try:
+            names = pq.read_schema(path).names
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(path, None, None, f"not a readable Parquet file: {e}") from None
+        return "swimir" if set(names) >= SWIMIR_KEYS else "parquet"
     if suffix == ".tsv":
         return _tsv_format(path)
     if suffix == ".csv":

@@ -156,7 +156,10 @@ def build_index(
             if store is not None:
                 add_generated(index, store, emb_dir, out, bar)
         index = faiss.index_gpu_to_cpu(index) if on_gpu else index
-        faiss.write_index(index, str(index_tmp))
+        try:
+            faiss.write_index(index, str(index_tmp))
+        except RuntimeError as e:  # FAISS reports a full disk or an I/O error as a RuntimeError
+            raise XdrError(f"{out / INDEX_FILE}: cannot write the index ({_reason(e)})") from None
     update_meta(out, ntotal=index.ntotal)
     mark_done(out)
     return out

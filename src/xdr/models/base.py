@@ -26,7 +26,17 @@ class TextEncoder(Protocol):
     def dim(self) -> int: ...
 
     def encode(
-        self, texts: Sequence[str], kind: Kind, batch_size: int = ..., progress: bool = False
+        self, texts: Sequence[str], kind: Kind, batch_size: int | None = ..., progress: bool = False,
+        token_budget: int | None = None,
     ) -> np.ndarray:
-        """float32 [len(texts), dim], in input order."""
+        """float32 [len(texts), dim], in input order; a forward pass takes at most ``batch_size`` texts and
+        ``token_budget`` padded tokens."""
         ...
+
+
+def stage_budget(spec: ModelSpec, kind: Kind, texts: int) -> dict[str, int | None]:
+    """The batching the long stages use: ``texts`` full-length texts' worth of tokens per forward pass,
+    with no cap on the number of texts, so short queries and passages pack into large batches (the speed
+    that docs/benchmarks.md measures). ``--batch-size`` of encode, search and mine means this."""
+    length = spec.query_max_length if kind == "query" else spec.passage_max_length
+    return {"batch_size": None, "token_budget": texts * length}

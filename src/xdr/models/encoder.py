@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -72,6 +72,20 @@ def plan_batches(
     return batches
 
 
+def _check_lengths(spec: ModelSpec, config: Any, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse max lengths past the model's position table: a longer text then fails deep inside the model
+    with a tensor-size error, hours into an encode."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= 2  # RoBERTa's positions start after the padding index
+    for side, length in (("query", spec.query_max_length), ("passage", spec.passage_max_length)):
+        if length > positions:
+            raise XdrError(f"--{side}-max-length {length} exceeds the {positions} positions of {spec.name}; "
+                           f"use at most {positions}")
+
+
 class Encoder:
     """A loaded model plus the spec that says how to prefix, truncate, pool and normalise."""
 
@@ -113,6 +127,7 @@ class Encoder:
                 model = AutoModel.from_pretrained(spec.path, dtype=dtype)
         except OSError as e:  # files vanished since resolve_spec, or weights not downloadable offline
             raise missing_model_error(spec.name, f"loading {spec.path} failed: {str(e)[:300]}") from e
+        _check_lengths(spec, model.config, tokenizer)
         return cls(spec, model.to(dev).eval(), tokenizer, dev)
 
     def with_spec(self, spec: ModelSpec) -> Encoder:

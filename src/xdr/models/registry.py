@@ -165,16 +165,23 @@ def _sentence_transformers_defaults(d: Path) -> tuple[Path, dict[str, Any]] | No
     return model_dir, found
 
 
-def _local(d: Path) -> tuple[str, str, dict[str, Any]]:
+def _local(d: Path, given: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     st = _sentence_transformers_defaults(d)
     model_dir, defaults = st if st else (d, {})
     if not (model_dir / "config.json").exists():
         raise missing_model_error(str(d), f"{model_dir} has no config.json (not a transformers model)")
     if not any(is_weight_file(p.name) for p in model_dir.iterdir()):
         raise missing_model_error(str(d), f"{model_dir} has no weight files")
-    if "pooling" not in defaults:
+    if "pooling" not in defaults and "pooling" not in given:
         log.warning("%s: no sentence-transformers pooling config; guessing cls pooling, no normalisation", d)
-    return str(model_dir), fingerprint(model_dir), {**_DPR, **defaults}
+    merged = {**_DPR, **defaults}
+    config = _read_json(model_dir / "config.json")
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int):  # a default length past the position table would fail inside the model
+        positions -= 2 if config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
+        for key in ("query_max_length", "passage_max_length"):
+            merged[key] = min(merged[key], positions)
+    return str(model_dir), fingerprint(model_dir), merged
 
 
 def _hub_revision(repo_id: str) -> str:
@@ -213,7 +220,7 @@ def resolve_spec(name_or_path: str, **overrides: Any) -> ModelSpec:
         path, fingerprint = _ensure_me5()
         defaults = dict(KNOWN[me5.NAME].defaults)
     elif local.is_dir():
-        path, fingerprint, defaults = _local(local)
+        path, fingerprint, defaults = _local(local, {k: v for k, v in overrides.items() if v is not None})
         name = str(local.resolve())  # ./m and /abs/m are one model, and the name is part of its space
     elif _looks_like_path(name_or_path) or local.exists():
         raise missing_model_error(name_or_path, "no such directory")

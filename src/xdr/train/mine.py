@@ -58,7 +58,7 @@ from xdr.data.xor import span_answers
 from xdr.encode import encode_passages
 from xdr.errors import XdrError
 from xdr.index import DenseIndex, build_index, load_index
-from xdr.models.base import TextEncoder
+from xdr.models.base import TextEncoder, stage_budget
 
 Method = Literal["dense", "bm25"]
 Sampling = Literal["top", "random"]
@@ -143,7 +143,8 @@ def _dense_rank(
         pos_scores: list[float | None] = []
         for start in range(0, len(examples), QUERY_CHUNK):
             chunk = examples[start:start + QUERY_CHUNK]
-            q = encoder.encode(texts[start:start + QUERY_CHUNK], "query", batch_size=batch_size)
+            budget = stage_budget(encoder.spec, "query", batch_size)
+            q = encoder.encode(texts[start:start + QUERY_CHUNK], "query", **budget)
             s, i = dense.search(q, depth)
             for row_ids, row_scores in zip(i.tolist(), s.tolist(), strict=True):
                 kept = [(d, sc) for d, sc in zip(row_ids, row_scores, strict=True) if d is not None]
@@ -151,7 +152,7 @@ def _dense_rank(
                 scores.append([sc for _, sc in kept])
             owner = np.repeat(np.arange(len(chunk)), [len(e.positives) for e in chunk])
             p = encoder.encode([p.joined(sep) for e in chunk for p in e.positives], "passage",
-                               batch_size=batch_size)
+                               **stage_budget(encoder.spec, "passage", batch_size))
             qs = q[owner]
             ps = -np.square(qs - p).sum(1) if dense.metric == "l2" else (qs * p).sum(1)
             mins = np.full(len(chunk), np.inf)
