@@ -38,7 +38,7 @@ def test_evaluate_both_families():
     r = evaluate(
         RUN, QUERIES, qrels=QRELS, passages=PASSAGES, measures=["RR@10", "R@1"], token_budgets=[2, 100]
     )
-    assert r.measures == ("R@2t", "R@100t", "RR@10", "R@1")
+    assert r.measures == ("RR@10", "R@1", "R@2t", "R@100t")  # judged measures lead when there are qrels
     # R@2t: a1's first two tokens are "Nothing ." (miss), f1's are "Oslo is" (hit)
     assert r.per_query["R@2t"] == {"a1": 0.0, "a2": 0.0, "f1": 100.0}
     assert r.per_query["R@100t"] == {"a1": 100.0, "a2": 0.0, "f1": 100.0}
@@ -54,7 +54,7 @@ def test_evaluate_both_families():
 
 def test_defaults_and_missing_queries():
     r = evaluate({"a1": ["p"]}, QUERIES, qrels=QRELS, passages=PASSAGES)
-    assert r.measures == ("R@2kt", "R@5kt", "nDCG@10", "RR@10", "R@1", "R@100")
+    assert r.measures == ("nDCG@10", "RR@10", "R@1", "R@100", "R@2kt", "R@5kt")
     assert r.per_query["R@2kt"] == {"a1": 100.0, "a2": 0.0, "f1": 0.0}  # absent questions are misses
     assert r.per_query["R@100"] == {"a1": 100.0, "a2": 0.0, "a3": 0.0, "f1": 0.0}
     assert r.notes["measures"]["not_in_run_scored_0"] == 3
@@ -190,3 +190,16 @@ def test_a_trec_run_without_texts_says_why_r_at_kt_is_left_out(tmp_path) -> None
     assert report.notes["rkt_left_out"] and report.macro["RR@10"] == 100.0
     with pytest.raises(XdrError, match="nothing to evaluate; R@kt needs passage texts"):
         evaluate_files(tmp_path / "run.trec", queries)
+
+
+def test_runs_and_qrels_that_match_no_query_are_refused_and_partial_matches_warned() -> None:
+    """Both once gave every metric 0.0 with no word."""
+    from xdr.errors import XdrWarning
+
+    queries = [Query("q1", "de", "?"), Query("q2", "de", "?")]
+    with pytest.raises(MismatchError, match="the run ranks none of the 2 queries"):
+        evaluate({"x1": ["d1"]}, queries, qrels={"q1": {"d1": 1}})
+    with pytest.raises(MismatchError, match="the qrels judge none of the 2 queries"):
+        evaluate({"q1": ["d1"]}, queries, qrels={"x1": {"d1": 1}})
+    with pytest.warns(XdrWarning, match="1 of 2 queries have no ranking.*1 ranked query ids are not in the query"):
+        evaluate({"q1": ["d1"], "x9": ["d1"]}, queries, qrels={"q1": {"d1": 1}, "q2": {"d1": 1}})

@@ -27,8 +27,17 @@ def evaluate_cmd(
     fields: FieldsOpt = None,
     lang: LangOpt = None,
 ) -> None:
-    """XOR-TyDi R@kt (official semantics) and ir-measures metrics, per language and macro-averaged."""
+    """XOR-TyDi R@kt (official semantics) and ir-measures metrics, per language and macro-averaged.
+
+    R@kt counts a hit only where an answer string is a substring of the NLTK-tokenized passages, as the
+    official scorer does: an answer with punctuation ("Portland, Oregon") rarely matches even at rank 1,
+    and the report counts such questions. Give --qrels for nDCG@10, MRR@10, R@1 and R@100, which judge
+    passage ids instead; the report then leads with them.
+    """
+    from xdr.artifacts import ensure_writable
     from xdr.evaluate import evaluate_files
+
+    ensure_writable(out_dir)
 
     report = evaluate_files(
         run_path, queries, qrels_path=qrels, corpus_path=corpus, token_budgets=parse_ints(budgets, "--budgets"),

@@ -100,6 +100,9 @@ def evaluate(
             "unjudged_queries_skipped": len(langs) - len(judged),
             "not_in_run_scored_0": sum(q not in run for q in judged),
         }
+    # judged measures lead when there are qrels: they see the passage ids, R@kt only answer strings
+    lead = [m for m in per_query if not m.endswith("t") or not m.startswith("R@")]
+    per_query = {m: per_query[m] for m in [*lead, *(m for m in per_query if m not in lead)]}
     return Report(per_query, {q: langs[q] for s in per_query.values() for q in s}, name, notes)
 
 

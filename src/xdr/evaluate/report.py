@@ -212,7 +212,19 @@ class Report:
                 f"† differs from {baseline.name} with p < {alpha} ({name}, Holm-corrected over "
                 f"{len(marks)} cells; avg row tests all queries pooled)."
             )
+        lines.extend(self._caveats())
         return "\n".join(lines) + "\n"
+
+    def _caveats(self) -> list[str]:
+        """What the table cannot show: R@kt questions whose answers cannot match as written, R@kt left out."""
+        out = []
+        unmatchable = self.notes.get("rkt", {}).get("answers_cannot_match_as_written", 0)
+        if unmatchable:
+            out.append(f"\nR@kt: {unmatchable} questions have no answer that survives NLTK tokenization as written "
+                       "(e.g. \"Portland, Oregon\"); the official rule counts them as misses even at rank 1.")
+        if "rkt_left_out" in self.notes:
+            out.append(f"\nR@kt left out: {self.notes['rkt_left_out']}.")
+        return out
 
 
 def format_p(p: float) -> str:
