@@ -189,3 +189,28 @@ def test_generated_queries_are_encoded_on_the_fly_and_equal_a_stored_store(tmp_p
                          encoder=enc, progress=False)
     assert {kind for kind, _ in enc.calls} == {"query"} and len(enc.texts) == 9 * 2 * 3
     np.testing.assert_allclose(load_embeddings(direct)[1], load_embeddings(stored)[1], rtol=1e-6)
+
+
+def test_an_encoding_of_the_same_generate_run_beside_it_is_reused(tmp_path, monkeypatch) -> None:
+    """augment over a generate dir re-encoded every query (79 s) although `xdr encode --kind generated` had
+    stored them (augment from them takes 1 s); it now finds that encoding by the generate run's id."""
+    from test_encode import HashEncoder, corpus
+    from test_generate_run import FakeGenerator
+
+    from xdr.config import ModelSpec as Spec
+    from xdr.encode import encode_passages, encode_queries
+    from xdr.generate import run_generation
+
+    passages = corpus(6)
+    enc = HashEncoder()
+    enc.spec = Spec(name="fake", path="/models/fake", query_max_length=32)
+    encode_passages(passages, enc, tmp_path / "p", progress=False)
+    run_generation(passages, FakeGenerator(), tmp_path / "gen", langs=["de"], n=2, filters=None)
+    encode_queries(generated_as_queries(tmp_path / "gen"), enc, tmp_path / "gen-emb", source=tmp_path / "gen",
+                   progress=False)
+    monkeypatch.setattr("xdr.models.encoder.Encoder.load", lambda *a, **k: pytest.fail("re-encoded"))
+    out = augment(tmp_path / "p", tmp_path / "gen", tmp_path / "a", _mean(0.2), progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["params"]["source"]["queries"]["embeddings"]["path"] == str((tmp_path / "gen-emb").resolve())
+    np.testing.assert_allclose(load_embeddings(out)[1], load_embeddings(
+        augment(tmp_path / "p", tmp_path / "gen-emb", tmp_path / "b", _mean(0.2), progress=False))[1])

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from xdr.artifacts import Stage, input_identity, open_artifact
+from xdr.artifacts import META, Stage, input_identity, is_done, open_artifact, read_meta, run_id
 from xdr.config import ModelSpec
 from xdr.embeddings import EmbeddingWriter, embeddings_meta, iter_shards, store_params
 from xdr.errors import XdrError, XdrWarning
@@ -150,6 +150,22 @@ class _QueryCursor:
         return self._ids[self._i] if self._fill() else None
 
 
+def encoded_generated(generated_dir: Path, spec: ModelSpec) -> Path | None:
+    """A finished `xdr encode --kind generated` of this very generate run (by run id), beside it, made by
+    ``spec``'s model at the generated-query length: encoding 630M queries again would cost hours."""
+    want = run_id(generated_dir)
+    for d in sorted(generated_dir.parent.iterdir()):
+        if d == generated_dir or not (d / META).is_file() or not is_done(d):
+            continue
+        p = read_meta(d).get("params", {})
+        source, model = p.get("source"), p.get("model")
+        if (isinstance(source, dict) and source.get("run_id") == want and p.get("kind") == "query"
+                and isinstance(model, dict) and model.get("query_max_length") == GENERATED_QUERY_MAX_LENGTH
+                and ModelSpec(**model).space() == spec.space()):
+            return d
+    return None
+
+
 def augment(
     passage_dir: str | Path,
     query_dir: str | Path,
@@ -164,7 +180,8 @@ def augment(
     """Write an augmented embedding store from a passage store and the generated queries.
 
     ``query_dir`` is either a store of generated queries encoded as queries (`xdr encode --kind
-    generated`, worth it for alpha sweeps) or the generate artifact itself, whose queries are then
+    generated`, worth it for alpha sweeps; found and used automatically when it sits beside the generate
+    artifact, see :func:`encoded_generated`) or the generate artifact itself, whose queries are then
     encoded on the fly and never stored (630M queries x 768 floats would be 1.9 TB): by ``encoder``, or
     by the passages' model (on ``device``) as a query encoder with the generated-query max length, as in
     xQG. Mixing vector spaces is refused.
@@ -175,6 +192,9 @@ def augment(
     pmeta = embeddings_meta(pdir)
     qmeta = open_artifact(qdir, Stage.GENERATE, *EMBEDDING_INPUTS, what="generated queries or their embeddings")
     pspec = ModelSpec(**pmeta["params"]["model"])
+    reused = encoded_generated(qdir, pspec) if qmeta.get("stage") == Stage.GENERATE and encoder is None else None
+    if reused is not None:  # the same queries, already encoded by the same model: read, don't re-encode
+        qdir, qmeta = reused, embeddings_meta(reused)
     if qmeta.get("stage") == Stage.GENERATE:
         if encoder is None:
             spec = pspec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
@@ -202,7 +222,7 @@ def augment(
     rows = fused_rows = n_shards = 0
     fewest, most = np.iinfo(np.int64).max, 0  # queries per passage that has any
     with row_progress(progress) as bar:
-        task = bar.add_task("augment", total=pmeta.get("rows"))
+        task = bar.add_task(f"augment (query vectors from {qdir})" if reused else "augment", total=pmeta.get("rows"))
         for i, (ids, emb) in enumerate(iter_shards(pdir)):
             done = i < writer.kept
             chunks = []
