@@ -12,6 +12,7 @@ from xdr.cli.options import (
     ConcurrencyOpt,
     DeviceOpt,
     ExemplarsOpt,
+    GenBatchOpt,
     GeneratorOpt,
     GenModelOpt,
     GgufOpt,
@@ -42,8 +43,7 @@ def generate_run(
     n: Annotated[int, typer.Option(callback=in_range(1), help="queries per passage and language")] = 5,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 42,
     shard_size: Annotated[int, typer.Option(callback=in_range(1), help="passages per shard")] = 2000,
-    batch_size: Annotated[int, typer.Option(
-        callback=in_range(1), help="passages per forward pass (local models)")] = 32,
+    batch_size: GenBatchOpt = 32,
     base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
     concurrency: ConcurrencyOpt = 8,
     gguf_file: GgufOpt = None,

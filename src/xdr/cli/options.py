@@ -54,6 +54,7 @@ BatchOpt = Annotated[int, typer.Option(help="token budget per forward pass, in f
                                        callback=in_range(1))]
 
 # Generator options shared by `generate run` and `synthesize` (see xdr.generate.make_generator).
+GenBatchOpt = Annotated[int, typer.Option(callback=in_range(1), help="passages per forward pass (local models)")]
 GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5, HF), ct2 (mT5, CTranslate2), openai, hf-llm")]
 GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]

@@ -14,6 +14,7 @@ from xdr.cli.options import (
     DeviceOpt,
     DTypeOpt,
     ExemplarsOpt,
+    GenBatchOpt,
     GeneratorOpt,
     GenModelOpt,
     GgufOpt,
@@ -94,8 +95,7 @@ def synthesize_cmd(
     work_dir: Annotated[Path | None, typer.Option(help="resumable generation artifacts")] = None,
     generator: GeneratorOpt = "seq2seq",
     model: GenModelOpt = None,
-    batch_size: Annotated[int, typer.Option(
-        callback=in_range(1), help="passages per forward pass (local models)")] = 32,
+    batch_size: GenBatchOpt = 32,
     base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
     concurrency: ConcurrencyOpt = 8,
     gguf_file: GgufOpt = None,

@@ -9,8 +9,7 @@ ingesting released queries or computing statistics do not need.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from xdr.generate.artifact import SCHEMA, GeneratedQuery, read_generated, refilter
 from xdr.generate.base import Generator, passage_seed, row_seed
@@ -20,6 +19,7 @@ from xdr.generate.prompts import Exemplar, load_exemplars, parse_answer
 from xdr.generate.registry import generator_kinds, make_generator, register_generator
 from xdr.generate.run import run_generation
 from xdr.generate.stats import generation_stats, stats_markdown, stats_table
+from xdr.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from xdr.generate.hf import Sampling
@@ -39,10 +39,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'xdr.generate' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ need the :class:`TextEncoder` protocol do not.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from xdr.lazy import lazy_exports
 from xdr.models.base import Kind, TextEncoder
 from xdr.models.registry import ModelInfo, build, list_models, resolve_spec, verify
 
@@ -17,9 +18,4 @@ if TYPE_CHECKING:
 __all__ = ["Encoder", "Kind", "ModelInfo", "TextEncoder", "build", "list_models", "resolve_spec", "verify"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Encoder":
-        from xdr.models.encoder import Encoder
-
-        return Encoder
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"Encoder": "xdr.models.encoder"})

@@ -7,8 +7,9 @@ a config, parsing a training-file argument or mining negatives do not need.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from xdr.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from xdr.train.args import DualTrainingConfig, GeneratorTrainingConfig, Loss, Similarity, TrainingConfig
@@ -32,10 +33,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'xdr.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
