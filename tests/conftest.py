@@ -48,11 +48,11 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
-    fast = BertTokenizerFast(tokenizer_object=tok, model_max_length=128, unk_token="[UNK]",
+    fast = BertTokenizerFast(tokenizer_object=tok, model_max_length=512, unk_token="[UNK]",
                              pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     fast.save_pretrained(out)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
     BertModel(config).eval().save_pretrained(out)
     return out

@@ -39,7 +39,8 @@ def test_a_failed_save_leaves_no_model(tmp_path: Path) -> None:
 
     with pytest.raises(OSError, match="disk full"):
         publish_model(out, broken, lambda d: {})
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json"] and not is_done(out)
+    # the .lock stays while this (writing) process lives; a later writer takes a dead one's over
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "meta.json"] and not is_done(out)
 
 
 def test_clear_stage_keeps_what_the_user_put_there(tmp_path: Path) -> None:
@@ -49,4 +50,4 @@ def test_clear_stage_keeps_what_the_user_put_there(tmp_path: Path) -> None:
         (out / name).mkdir()
     (out / "notes.txt").write_text("mine")
     clear_stage(out)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "notes.txt"]  # the lock is this writer's own
