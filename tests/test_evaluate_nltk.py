@@ -66,6 +66,8 @@ def test_known_model_entries(nltk_data):
 
 
 def test_nltk_loads_our_model_for_sent_tokenize():
+    # The tokenizer is cached, and each use adds zero entries to its ortho_context (a defaultdict): load afresh.
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
     tokenizer = nltk.tokenize._get_punkt_tokenizer("english")
     assert tokenizer._params.abbrev_types == set(ENGLISH.ABBREV_TYPES)
     assert dict(tokenizer._params.ortho_context) == ENGLISH.ORTHO_CONTEXT
