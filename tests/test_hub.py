@@ -131,8 +131,9 @@ DUAL_META: dict[str, Any] = {
     "xdr_version": "0.9.0",
     "params": {
         "spec": {"name": "intfloat/multilingual-e5-small", "path": "intfloat/multilingual-e5-small",
-                 "fingerprint": "rev-abc123", "pooling": "mean", "normalize": True, "query_prefix": "query: ",
-                 "passage_prefix": "passage: ", "query_max_length": 64, "passage_max_length": 256},
+                 "fingerprint": "hub:intfloat/multilingual-e5-small@abc123", "pooling": "mean", "normalize": True,
+                 "query_prefix": "query: ", "passage_prefix": "passage: ", "query_max_length": 64,
+                 "passage_max_length": 256},
         "sources": [{"path": "/data/xquad/de.json", "bytes": 1234, "blake2b": "b2-de", "format": "squad",
                      "lang": "de"},
                     {"path": "/data/swim/ja.jsonl", "bytes": 99, "blake2b": "b2-ja", "format": "swimir", "lang": None}],
@@ -158,7 +159,7 @@ def test_card_records_base_model_data_settings_result_and_scores() -> None:
     body = card.split("---\n", 2)[2]
     assert "# me/me5-xq" in body and "fine-tuned from **intfloat/multilingual-e5-small**" in body
     assert "multilingual E5 small (118M), hub" in body  # the registry's description of the base model
-    assert "`rev-abc123`" in body
+    assert "`hub:intfloat/multilingual-e5-small@abc123`" in body
     # training data: each source file with its fingerprint, format and language, and the row count
     assert "| de.json | 1234 | b2-de | squad | de |" in body and "| ja.jsonl | 99 | b2-ja | swimir |  |" in body
     assert "/data/xquad" not in body  # file names, not the trainer's directories
@@ -187,11 +188,21 @@ def test_card_for_a_generator_and_for_a_model_without_record() -> None:
     assert "xdr generate run corpus.jsonl --generator seq2seq --model me/qgen" in card
     assert "## Evaluation" not in card
 
-    local = {**DUAL_META, "params": {**DUAL_META["params"], "spec": {**DUAL_META["params"]["spec"],
-                                                                      "name": "me5-small"}}}
-    card = hub.model_card("me/x", local)
-    assert "base_model" not in _front_matter(card)  # not a hub id: the Hub would reject it
-    assert "rebuilt offline from PyPI" in card
+    def with_base(name: str, fingerprint: str) -> dict[str, Any]:
+        spec = {**DUAL_META["params"]["spec"], "name": name, "fingerprint": fingerprint}
+        return {**DUAL_META, "params": {**DUAL_META["params"], "spec": spec}}
+
+    card = hub.model_card("me/x", with_base("me5-small", "0f" * 32))
+    assert "base_model" not in _front_matter(card)  # not a hub model: the Hub would reject it
+    assert "fine-tuned from **me5-small**" in card and "rebuilt offline from PyPI" in card
+    card = hub.model_card("me/x", with_base("/home/someone/models/tiny-bert", "0f" * 32))
+    assert "base_model" not in _front_matter(card)
+    assert "fine-tuned from **tiny-bert (a local directory)**" in card and "/home/someone" not in card
+    gen_local = {**gen_meta, "params": {**gen_meta["params"], "model": "/home/someone/mt5",
+                                        "model_fingerprint": {"path": "/home/someone/mt5", "blake2b": "b2"}}}
+    card = hub.model_card("me/x", gen_local)
+    assert "base_model" not in _front_matter(card) and "**mt5 (a local directory)**" in card
+    assert "/home/someone" not in card and "`b2`" in card
 
     bare = hub.model_card("me/bare", {})
     assert "no training record" in bare and "## Training" not in bare
@@ -242,8 +253,8 @@ def test_locate_model_and_find_reports(tmp_path: Path) -> None:
     elsewhere = tmp_path / "xor" / "report.json"
     write_json_atomic(elsewhere, {**REPORT, "name": "on-xor"})
     reports = hub.find_reports(trained, [elsewhere])
-    assert list(reports) == [str(elsewhere), "eval"]
-    assert reports["eval"]["markdown"].startswith("| lang | n | R@1 |") and reports[str(elsewhere)]["markdown"] is None
+    assert list(reports) == ["xor", "eval"]  # directory names: no local path in a public card
+    assert reports["eval"]["markdown"].startswith("| lang | n | R@1 |") and reports["xor"]["markdown"] is None
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(XdrError, match="not an xdr evaluation report"):
         hub.find_reports(trained, [tmp_path / "bad.json"])
@@ -302,7 +313,7 @@ def test_models_push_sends_the_model_files_and_the_card_in_one_commit(stand_in: 
     assert stand_in.created[-1] == {"name": "me5-xq", "organization": "me", "visibility": "private"}
     assert stand_in.commits[-1]["summary"] == "with XOR scores"
     card = stand_in.repos["me/me5-xq"]["README.md"].decode()
-    assert "### on-xor" in card and "| avg | 44.20 |" in card
+    assert "### on-xor (`xor-eval`)" in card and "| avg | 44.20 |" in card and str(tmp_path) not in card
 
 
 def test_hub_errors_are_one_line(stand_in: StandInHub, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ TRAINED_STAGES = {"train": "dual encoder", "train-generator": "query generator"}
 _BASE_KEYS = ("spec", "model", "revision", "model_fingerprint")
 _COUNTS = ("rows", "skipped", "train_pairs", "eval_pairs", "data_sha256", "eval_set")
 _DATA_KEYS = ("sources", "eval_sources", *_COUNTS)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -70,13 +68,15 @@ def locate_model(path: str | Path) -> TrainedModel:
 
 def find_reports(model: TrainedModel, given: Sequence[str | Path] = ()) -> dict[str, dict[str, Any]]:
     """Evaluation reports by label: ``given`` ones (a report.json or a directory holding one), then those
-    in the run directory or one level below it. Labels are the paths as given or relative to the run."""
+    in the run directory or one level below it. A report is labelled with its directory's name (as given) or
+    its directory relative to the run, never with the local path above it."""
     paths: dict[str, Path] = {}
     for g in given:
         p = Path(g) / REPORT if Path(g).is_dir() else Path(g)
         if not p.is_file():
             raise XdrError(f"{g}: no {REPORT} (write one with `xdr evaluate ... --out DIR`)")
-        paths[str(g)] = p
+        label = p.parent.name or str(g)  # a directory's name, not the local path above it
+        paths[label if label not in paths else str(g)] = p
     if model.run_dir is not None:
         run = model.run_dir
         for p in sorted([run / REPORT, *run.glob(f"*/{REPORT}")]):
@@ -108,21 +108,27 @@ def _table(rows: Sequence[tuple[Any, ...]], header: tuple[str, ...]) -> list[str
             *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)]
 
 
-def _base(params: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The base model's name and the card lines describing it (spec or generator checkpoint)."""
+def _base(params: Mapping[str, Any]) -> tuple[str, str | None, list[str]]:
+    """The base model as the card names it, its hub id (None for a local or embedded model) and the card
+    lines describing it. Whether it came from the hub is what the run recorded, not a guess from the name:
+    a hub model's fingerprint is its revision; a local directory's is a checksum, under its absolute path,
+    which the card shortens to the directory's name."""
     if "spec" in params:
         spec = params["spec"]
-        name = spec["name"]
-        lines = [f"- weights fingerprint: `{spec.get('fingerprint') or 'unknown'}`",
+        name, fingerprint = spec["name"], spec.get("fingerprint") or ""
+        hub_id = name if fingerprint.startswith("hub:") else None
+        lines = [f"- weights fingerprint: `{fingerprint or 'unknown'}`",
                  f"- pooling `{spec.get('pooling')}`, normalised: {spec.get('normalize')}"]
     else:
         name = params.get("model", "unknown")
-        lines = [f"- revision: `{params.get('revision') or 'default'}`"]
-        if params.get("model_fingerprint"):
-            lines.append(f"- weights fingerprint: `{params['model_fingerprint'].get('blake2b')}`")
+        local = params.get("model_fingerprint")
+        hub_id = None if local else name
+        lines = [f"- weights fingerprint: `{local.get('blake2b')}`" if local else
+                 f"- revision: `{params.get('revision') or 'default'}`"]
     if name in KNOWN:
         lines.insert(0, f"- {KNOWN[name].description}")
-    return name, lines
+    shown = name if hub_id or name in KNOWN else f"{Path(name).name} (a local directory)"
+    return shown, hub_id, lines
 
 
 def _sources(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -139,18 +145,17 @@ def _languages(meta: Mapping[str, Any], reports: Mapping[str, Mapping[str, Any]]
     return sorted(lang for lang in langs if isinstance(lang, str) and lang)
 
 
-def _card_data(meta: Mapping[str, Any], base: str | None, reports: Mapping[str, Mapping[str, Any]]) -> str:
+def _card_data(meta: Mapping[str, Any], hub_id: str | None, reports: Mapping[str, Mapping[str, Any]]) -> str:
     """The YAML front matter the Hub indexes (library, task, languages, base model), via huggingface_hub."""
     from huggingface_hub import ModelCardData
 
     generator = meta.get("stage") == "train-generator"
-    hub_base = base if base and _HUB_ID.fullmatch(base) and not Path(base).exists() else None
     return ModelCardData(
         language=_languages(meta, reports) or None,
         library_name="transformers" if generator else "sentence-transformers",
         pipeline_tag="text2text-generation" if generator else "sentence-similarity",
         tags=["xdr", "query-generation" if generator else "cross-lingual-retrieval"],
-        base_model=hub_base,
+        base_model=hub_id,
     ).to_yaml()
 
 
@@ -163,8 +168,8 @@ def model_card(repo_id: str, meta: Mapping[str, Any], reports: Mapping[str, Mapp
     reports = reports or {}
     params = meta.get("params", {})
     stage = meta.get("stage")
-    base, base_lines = _base(params) if stage in TRAINED_STAGES else (None, [])
-    lines = ["---", _card_data(meta, base, reports).strip(), "---", "", f"# {repo_id}", ""]
+    base, hub_id, base_lines = _base(params) if stage in TRAINED_STAGES else ("", None, [])
+    lines = ["---", _card_data(meta, hub_id, reports).strip(), "---", "", f"# {repo_id}", ""]
     if stage in TRAINED_STAGES:
         lines += [f"A {TRAINED_STAGES[stage]} fine-tuned from **{base}** with "
                   f"[xdr](https://pypi.org/project/xdr/) (`xdr {stage}`, xdr {meta.get('xdr_version', '?')}).", "",
