@@ -255,6 +255,10 @@ def test_locate_model_and_find_reports(tmp_path: Path) -> None:
     reports = hub.find_reports(trained, [elsewhere])
     assert list(reports) == ["xor", "eval"]  # directory names: no local path in a public card
     assert reports["eval"]["markdown"].startswith("| lang | n | R@1 |") and reports["xor"]["markdown"] is None
+    also_eval = tmp_path / "other" / "eval"  # the same directory name as the run's own report
+    write_json_atomic(also_eval / "report.json", {**REPORT, "name": "other"})
+    reports = hub.find_reports(trained, [also_eval, tmp_path / "run" / "eval"])
+    assert {k: r["name"] for k, r in reports.items()} == {"eval": "other", "eval (2)": "me5-ft"}
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(XdrError, match="not an xdr evaluation report"):
         hub.find_reports(trained, [tmp_path / "bad.json"])

@@ -71,17 +71,23 @@ def find_reports(model: TrainedModel, given: Sequence[str | Path] = ()) -> dict[
     in the run directory or one level below it. A report is labelled with its directory's name (as given) or
     its directory relative to the run, never with the local path above it."""
     paths: dict[str, Path] = {}
+
+    def add(label: str, path: Path) -> None:
+        unique, n = label, 2
+        while unique in paths:
+            unique, n = f"{label} ({n})", n + 1
+        paths[unique] = path
+
     for g in given:
         p = Path(g) / REPORT if Path(g).is_dir() else Path(g)
         if not p.is_file():
             raise XdrError(f"{g}: no {REPORT} (write one with `xdr evaluate ... --out DIR`)")
-        label = p.parent.name or str(g)  # a directory's name, not the local path above it
-        paths[label if label not in paths else str(g)] = p
+        add(p.resolve().parent.name, p)
     if model.run_dir is not None:
-        run = model.run_dir
+        run, seen = model.run_dir, {q.resolve() for q in paths.values()}
         for p in sorted([run / REPORT, *run.glob(f"*/{REPORT}")]):
-            if p.is_file() and p.parent != model.model_dir and p.resolve() not in {q.resolve() for q in paths.values()}:
-                paths[p.parent.relative_to(run).as_posix() if p.parent != run else REPORT] = p
+            if p.is_file() and p.parent != model.model_dir and p.resolve() not in seen:
+                add(p.parent.relative_to(run).as_posix() if p.parent != run else run.name, p)
     reports = {}
     for label, p in paths.items():
         try:
