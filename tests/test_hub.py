@@ -379,3 +379,10 @@ def test_train_generator_push_to_hub(stand_in: StandInHub, tmp_path: Path, monke
     assert calls == ["google/mt5-base"]
     card = stand_in.repos["me/qgen"]["README.md"].decode()
     assert _front_matter(card)["base_model"] == "google/mt5-base" and "A query generator" in card
+
+    # under torchrun, only the first rank pushes
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(app, ["train-generator", "--train", "de:x.json", "--out", str(tmp_path / "gen2"),
+                                      "--push-to-hub", "me/qgen-rank1"])
+    assert result.exit_code == 0, result.output
+    assert "me/qgen-rank1" not in stand_in.repos and "pushed" not in result.output

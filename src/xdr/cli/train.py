@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -242,7 +243,8 @@ def _check_push(repo: str | None) -> None:
 
 
 def _push(model_dir: Path, repo: str | None) -> None:
-    if repo is not None:
+    # Under torchrun every rank runs this command; the first one, which saved the model, pushes it.
+    if repo is not None and os.environ.get("RANK", "0") == "0":
         from xdr.models.hub import push_model
 
         out.print(f"pushed: {push_model(model_dir, repo)}", soft_wrap=True)
