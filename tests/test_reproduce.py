@@ -11,7 +11,7 @@ import yaml
 from xdr import reproduce as rp
 from xdr.errors import XdrError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "xdr" / "configs"
 
 
 @pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -75,3 +75,49 @@ def test_bad_recipes_are_clear_errors(tmp_path: Path) -> None:
     r = rp.load_recipe(_recipe(tmp_path)).model_copy(update={"steps": [["x", "{nope}"]]})
     with pytest.raises(XdrError, match="nope"):
         rp.commands(r)
+
+
+# --- bundled recipes: an installed xdr runs them by name ------------------------------------------------
+
+
+def test_bundled_recipes_are_named_after_their_files() -> None:
+    recipes = rp.bundled_recipes()
+    assert [r.name for r in recipes] == sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert {"xqg-mbert-xor", "xdr-mbert-xor", "swim-x-xor"} <= {r.name for r in recipes}
+    assert rp.RECIPES == CONFIGS  # the package's own directory, not the checkout's working directory
+
+
+def test_a_recipe_is_found_by_name_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    bundled = CONFIGS / "xqg-mbert-xor.yaml"
+    assert rp.recipe_path("xqg-mbert-xor") == bundled
+    assert rp.recipe_path("xqg-mbert-xor.yaml") == bundled
+    assert rp.load_recipe("xqg-mbert-xor").name == "xqg-mbert-xor"
+    with pytest.raises(XdrError, match=r"runs/x/eval/report.json: missing; run `xdr reproduce xqg-mbert-xor`"):
+        rp.check("xqg-mbert-xor", {"work": "runs/x"})
+    # a file the user names wins over a bundled recipe of the same name
+    (tmp_path / "xqg-mbert-xor.yaml").write_text("name: mine\n")
+    assert rp.recipe_path("xqg-mbert-xor.yaml") == Path("xqg-mbert-xor.yaml")
+    # a path that does not exist is not silently replaced by the bundled recipe of its file name
+    with pytest.raises(XdrError, match=r"configs/xqg-mbert-xor.yaml: no such recipe file.*bundled: .*xqg-mbert-xor"):
+        rp.recipe_path("configs/xqg-mbert-xor.yaml")
+    with pytest.raises(XdrError, match="nor a bundled recipe"):
+        rp.load_recipe("no-such-recipe")
+
+
+def test_cli_lists_and_dry_runs_bundled_recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from xdr.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["reproduce", "--list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    for r in rp.bundled_recipes():
+        assert r.name in listed.output and r.description[:40] in listed.output
+    dry = runner.invoke(app, ["reproduce", "xqg-mbert-xor", "--dry-run", "--var", "work=/w"])
+    assert dry.exit_code == 0, dry.output
+    assert "[1/11] xdr data get xor-enwiki --dest /w/data" in dry.output
+    missing = runner.invoke(app, ["reproduce"])
+    assert missing.exit_code == 2 and "--list" in missing.output

@@ -102,17 +102,22 @@ def atomic_dir(final: str | Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_writable(directory: str | Path) -> Path:
-    """Create ``directory`` if needed and prove a file can be written there, before any work is done:
-    a read-only or full disk, or an ``--out`` that is a file, fails in the first second, not after hours."""
+def ensure_writable(directory: str | Path, *, create: bool = False) -> Path:
+    """Prove a file can be written at ``directory`` before any work is done (a read-only or full disk, or
+    an ``--out`` that is a file, fails in the first second, not after hours). Nothing is left behind
+    unless ``create`` asks for the directory itself."""
     d = Path(directory)
     if d.exists() and not d.is_dir():
         raise XdrError(f"{d}: exists and is not a directory; choose another --out")
+    probe_dir = d if d.exists() else next(p for p in d.absolute().parents if p.exists())
+    if not probe_dir.is_dir():
+        raise XdrError(f"{probe_dir}: is not a directory; choose another --out")
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=d)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise XdrError(f"{d}: cannot write here ({e.strerror or e})") from None
     return d

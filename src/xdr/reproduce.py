@@ -5,6 +5,9 @@ steps (each stage resumes, so a rerun after a failure continues where it stopped
 ``xdr reproduce RECIPE --check`` compares the finished evaluation reports with the expected scores,
 each labelled with its source. The expected scores live in their own YAML file so several recipes
 (mBERT, XLM-R, zero-shot) can point at one list of published figures.
+
+The papers' recipes ship inside the package (``xdr/configs/``, with ``expected/``), so an installed xdr
+runs them by name (``xdr reproduce xqg-mbert-xor``); any other recipe is given by its path.
 """
 
 from __future__ import annotations
@@ -41,12 +44,31 @@ class Recipe(BaseModel):
     tolerance: float = Field(default=0.5, description="allowed |delta| in points")
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    p = Path(path)
+RECIPES = Path(__file__).with_name("configs")
+
+
+def bundled_recipes() -> list[Recipe]:
+    """The recipes shipped with xdr, sorted by name (each file is named after its recipe)."""
+    return [load_recipe(p) for p in sorted(RECIPES.glob("*.yaml"))]
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe file: ``recipe`` itself when it is a file, else the bundled recipe of that name."""
+    p = Path(recipe)
+    if p.is_file():
+        return p
+    bundled = RECIPES / f"{p.name.removesuffix('.yaml')}.yaml"
+    if p.name == str(recipe) and bundled.is_file():
+        return bundled
+    names = ", ".join(q.stem for q in sorted(RECIPES.glob("*.yaml")))
+    raise XdrError(f"{recipe}: no such recipe file, nor a bundled recipe of that name (bundled: {names})")
+
+
+def load_recipe(recipe: str | Path) -> Recipe:
+    """Read a recipe, given as a file or as the name of a bundled one."""
+    p = recipe_path(recipe)
     try:
         return Recipe(**yaml.safe_load(p.read_text(encoding="utf-8")))
-    except FileNotFoundError as e:
-        raise XdrError(f"{p}: no such recipe") from e
     except (yaml.YAMLError, ValidationError, TypeError) as e:
         raise XdrError(f"{p}: not a valid recipe: {e}") from e
 
@@ -106,18 +128,18 @@ def _lookup(tree: dict[str, Any], dotted: str, where: Path) -> dict[str, Any]:
     return node
 
 
-def check(recipe_path: str | Path, overrides: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], bool]:
+def check(recipe: str | Path, overrides: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """Compare each finished report with its expected scores: rows of (metric, expected, got, delta, ok)."""
-    recipe_path = Path(recipe_path)
-    recipe = load_recipe(recipe_path)
-    expected_path = recipe_path.parent / recipe.expected_scores
+    path = recipe_path(recipe)
+    loaded = load_recipe(path)
+    expected_path = path.parent / loaded.expected_scores
     expected = yaml.safe_load(expected_path.read_text(encoding="utf-8"))
-    values = _values(recipe, overrides)
+    values = _values(loaded, overrides)
     rows, ok = [], True
-    for c in recipe.checks:
+    for c in loaded.checks:
         report_path = Path(_fill(c.report, values))
         if not report_path.exists():
-            raise XdrError(f"{report_path}: missing; run `xdr reproduce {recipe_path}` first")
+            raise XdrError(f"{report_path}: missing; run `xdr reproduce {recipe}` first")
         macro = json.loads(report_path.read_text(encoding="utf-8"))["macro"]
         entry = _lookup(expected, c.expected, expected_path)
         for metric, want in entry.items():
@@ -125,7 +147,7 @@ def check(recipe_path: str | Path, overrides: dict[str, str] | None = None) -> t
                 continue
             got = macro.get(metric)
             delta = None if got is None else got - float(want)
-            good = delta is not None and abs(delta) <= recipe.tolerance
+            good = delta is not None and abs(delta) <= loaded.tolerance
             ok &= good
             rows.append({"check": c.expected, "metric": metric, "expected": float(want), "got": got,
                          "delta": delta, "ok": good, "source": entry.get("source", "")})

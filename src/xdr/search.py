@@ -164,7 +164,7 @@ def write_search_output(
     ``inputs`` names what was searched (e.g. ``{"index": dir, "queries": file}``); paths are recorded by
     identity (an artifact's run id, a file's content hash).
     """
-    d = ensure_writable(out_dir)
+    d = ensure_writable(out_dir, create=True)
     take_lock(d)
     for stale in (DONE, META, RUN_FILE, XOR_FILE):  # a new search replaces the old one whole
         (d / stale).unlink(missing_ok=True)

