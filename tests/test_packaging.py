@@ -19,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _make_n(*args: str) -> str:
-    """The commands `make` would run, without running them."""
-    done = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, check=True)
+    """The commands `make` would run, without running them. Run from `make test`, a child make would print
+    "Entering/Leaving directory" lines (inherited MAKEFLAGS/MAKELEVEL), so those are cleared."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO, capture_output=True, text=True,
+                          check=True, env=env)
     return done.stdout
 
 
