@@ -43,6 +43,7 @@ def art(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict[s
     (root / "bad-header.tsv").write_bytes(b"id\ttext\xff\xfe\n1\thello\n")
     (root / "spaces.jsonl").write_text(json.dumps({"id": "a b", "text": "hello"}) + "\n")
     (root / "a-file").write_text("x")
+    (root / "other.trec").write_text("zz9 Q0 d01 1 1.0 x\n")  # a run of some other query set
     long = root / "long.jsonl"
     long.write_text(json.dumps({"id": "d1", "text": " ".join(["word"] * 600)}) + "\n")
     return {
@@ -81,8 +82,10 @@ def cases(a: dict[str, Path]) -> dict[str, list[str]]:
         "maxsim-store pq-m 0": ["maxsim-store", str(a["gen_emb"]), "--dtype", "pq", "--pq-m", "0", "--out", "OUT"],
         "maxsim-store pq-m -8": ["maxsim-store", str(a["gen_emb"]), "--dtype", "pq", "--pq-m", "-8", "--out", "OUT"],
         "maxsim-store passages": ["maxsim-store", str(a["emb"]), "--out", "OUT"],
-        "evaluate run matches no query": ["evaluate", str(r / "a-file"), "--queries", queries, "--qrels", qrels,
-                                          "--out", "OUT"],
+        "evaluate run matches no query": ["evaluate", str(r / "other.trec"), "--queries", queries, "--qrels", qrels,
+                                          "--corpus", corpus, "--out", "OUT"],
+        "evaluate malformed run": ["evaluate", str(r / "a-file"), "--queries", queries, "--qrels", qrels,
+                                   "--out", "OUT"],
         "reproduce var without =": ["reproduce", str(RECIPE), "--dry-run", "--var", "work"],
         "reproduce unknown var": ["reproduce", str(RECIPE), "--dry-run", "--var", "nosuchvar=1"],
         "train lr nan": ["train", "--train", str(DEMO / "queries.jsonl"), *tiny, "--lr", "nan", "--out", "OUT"],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from xdr.config import ModelSpec
 from xdr.data.runs import Run
@@ -24,12 +23,7 @@ SPEC = ModelSpec(name="toy", path="toy", fingerprint="f1")
 @pytest.fixture(scope="module")
 def lib() -> ModuleType:
     """experiments/lib.py, which the scripts import as ``lib`` (experiments/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("experiments_lib", REPO / "experiments" / "lib.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/lib.py", "experiments_lib")
 
 
 def tied_unit_vectors(n: int, seed: int) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,11 +33,7 @@ def _make_n(*args: str) -> str:
 @pytest.fixture(scope="module")
 def xquad_r() -> ModuleType:
     """benchmarks/xquad_r.py (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("benchmarks_xquad_r", REPO / "benchmarks" / "xquad_r.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/xquad_r.py", "benchmarks_xquad_r")
 
 
 def test_xquad_r_writes_under_the_run_directory_unless_recording(

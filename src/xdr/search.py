@@ -80,9 +80,11 @@ def search_vectors(
 
 
 def _warn_if_far_from_exact(index: DenseIndex, query_emb: np.ndarray, k: int) -> None:
-    """Approximate search with a default nprobe can lose much of the exact ranking; say so, with the fix."""
-    if "nprobe" not in index.defaulted:
+    """Approximate search with a default nprobe can lose much of the exact ranking; say so, with the fix.
+    Checked on the first search of a loaded index only: a service or a loop must not pay it every call."""
+    if "nprobe" not in index.defaulted or index.recall_checked:
         return
+    index.recall_checked = True
     recall = index.exact_recall(query_emb, k)
     if recall is not None and recall < FAR_FROM_EXACT:
         warnings.warn(XdrWarning(

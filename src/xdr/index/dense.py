@@ -196,6 +196,7 @@ class DenseIndex:
         self.nlist: int | None = int(ivf.nlist) if ivf is not None else None
         self.settings: dict[str, int] = {}
         self.defaulted: set[str] = set()  # knobs set by use_defaults, not by the user
+        self.recall_checked = False  # the defaulted nprobe was compared with exhaustive probing once
 
     @classmethod
     def from_vectors(
@@ -263,7 +264,7 @@ class DenseIndex:
             if self.multi is None:
                 raise XdrError(f"{self.path}: beta and rows_per_passage apply to multi-vector indexes only")
             self.multi = self.multi.with_settings(beta, rows_per_passage)
-        space = faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
+        space = self._space()
         for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
             if value is None:
                 continue
@@ -287,6 +288,9 @@ class DenseIndex:
                 self.configure(ef_search=DEFAULT_EF_SEARCH)
                 self.defaulted.add("efSearch")
 
+    def _space(self) -> faiss.ParameterSpace:
+        return faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
+
     def exact_recall(self, query_emb: np.ndarray, k: int, sample: int = 32) -> float | None:
         """Overlap of this IVF index's top ``k`` with exhaustive probing, on up to ``sample`` queries; None
         for an index with no IVF lists. Probing every list costs one scan of the codes per query."""
@@ -295,12 +299,12 @@ class DenseIndex:
         q = np.ascontiguousarray(query_emb[:sample], dtype=np.float32)
         kk = min(k, self.ntotal)
         _, approx = self.index.search(q, kk)
-        nprobe = self.settings.get("nprobe", 1)
-        faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", self.nlist)
+        space = self._space()
+        space.set_index_parameter(self.index, "nprobe", self.nlist)
         try:
             _, exact = self.index.search(q, kk)
         finally:
-            faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
+            space.set_index_parameter(self.index, "nprobe", self.settings.get("nprobe", 1))
         hits = [len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist())) / max(1, (e >= 0).sum())
                 for a, e in zip(approx, exact, strict=True)]
         return float(np.mean(hits))

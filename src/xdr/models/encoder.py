@@ -23,6 +23,7 @@ from xdr.config import ModelSpec
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.models.base import Kind
+from xdr.models.weights import max_positions
 from xdr.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -75,11 +76,9 @@ def plan_batches(
 def _check_lengths(spec: ModelSpec, config: Any, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse max lengths past the model's position table: a longer text then fails deep inside the model
     with a tensor-size error, hours into an encode."""
-    positions = getattr(config, "max_position_embeddings", None)
+    positions = max_positions(config.to_dict())
     if positions is None:
         return
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        positions -= 2  # RoBERTa's positions start after the padding index
     for side, length in (("query", spec.query_max_length), ("passage", spec.passage_max_length)):
         if length > positions:
             raise XdrError(f"--{side}-max-length {length} exceeds the {positions} positions of {spec.name}; "

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from xdr.config import ModelSpec
 from xdr.errors import XdrError
 from xdr.models import me5
-from xdr.models.weights import HUB_WEIGHT_FILES, WEIGHTS, fingerprint, is_weight_file
+from xdr.models.weights import HUB_WEIGHT_FILES, WEIGHTS, fingerprint, is_weight_file, max_positions
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,8 @@ def _local(d: Path, given: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     if "pooling" not in defaults and "pooling" not in given:
         log.warning("%s: no sentence-transformers pooling config; guessing cls pooling, no normalisation", d)
     merged = {**_DPR, **defaults}
-    config = _read_json(model_dir / "config.json")
-    positions = config.get("max_position_embeddings")
-    if isinstance(positions, int):  # a default length past the position table would fail inside the model
-        positions -= 2 if config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else 0
+    positions = max_positions(_read_json(model_dir / "config.json"))
+    if positions is not None:  # a default length past the position table would fail inside the model
         for key in ("query_max_length", "passage_max_length"):
             merged[key] = min(merged[key], positions)
     return str(model_dir), fingerprint(model_dir), merged

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xdr.artifacts import atomic_path, sha256_file
 from xdr.errors import XdrError
@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     import torch
 
 WEIGHTS = "model.safetensors"  # what xdr writes
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # their positions start after the padding index
+
+
+def max_positions(config: dict[str, Any]) -> int | None:
+    """The longest input a model's position table takes (a transformers ``config.json`` as a dict), or None
+    when it does not say: a longer max length fails deep inside the model, not at load."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int):
+        return None
+    return positions - (2 if config.get("model_type") in _OFFSET_POSITIONS else 0)
 WEIGHT_FILES = (WEIGHTS, "pytorch_model.bin")  # single-file checkpoints xdr reads, in order of preference
 SHARD_INDEX = "model.safetensors.index.json"
 HUB_WEIGHT_FILES = (WEIGHTS, SHARD_INDEX, "pytorch_model.bin")  # any one in the hub cache: weights are there
