@@ -23,7 +23,8 @@ def serve_cmd(
     corpus: Annotated[Path, typer.Option(help="the corpus the index was built from (texts of the hits)")],
     store: Annotated[Path | None, typer.Option(help="a `xdr maxsim-store` for max-sim re-ranking")] = None,
     generated: Annotated[Path | None, typer.Option(help="a generate artifact, to explain hits")] = None,
-    texts: Annotated[Path | None, typer.Option(help="a text store to use (default: built once, cached)")] = None,
+    texts_cache: Annotated[Path | None, typer.Option(
+        help="directory of the corpus's text store, built on first start (default: <xdr cache>/texts)")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="default: the index's model")] = None,
     device: DeviceOpt = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -47,8 +48,8 @@ def serve_cmd(
     if replicas > 1 and engine != "ray":
         raise XdrError("--replicas needs --engine ray")
     settings = ServeSettings(
-        index=index_dir, corpus=corpus, texts=texts, store=store, generated=generated, model=model, device=device,
-        nprobe=nprobe, ef_search=ef_search, max_k=max_k,
+        index=index_dir, corpus=corpus, texts_cache=texts_cache, store=store, generated=generated, model=model,
+        device=device, nprobe=nprobe, ef_search=ef_search, max_k=max_k,
         batch=BatchSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue),
     )
     if engine == "ray":

@@ -42,7 +42,7 @@ class ServeSettings(BaseModel):
 
     index: Path
     corpus: Path = Field(description="the corpus the index was built from, for the passages' texts")
-    texts: Path | None = Field(default=None, description="a text store to use (default: cached per corpus)")
+    texts_cache: Path | None = Field(default=None, description="where text stores are kept (default: the xdr cache)")
     store: Path | None = Field(default=None, description="a max-sim store (`xdr maxsim-store`) for re-ranking")
     generated: Path | None = Field(default=None, description="a generate artifact, to explain hits")
     model: str | None = Field(default=None, description="query encoder (default: the index's model)")
@@ -111,15 +111,13 @@ class Service:
     def _open_texts(self) -> TextStore:
         """The given text store, or the corpus's cached one (built on first use, with the generated queries)."""
         s = self.settings
-        if s.texts is not None:
-            return TextStore(s.texts)
         if s.generated is None:
-            return open_text_store(s.corpus, lambda: read_passages(s.corpus))
+            return open_text_store(s.corpus, lambda: read_passages(s.corpus), cache_dir=s.texts_cache)
         gen_dir = s.generated
         return open_text_store(
             s.corpus, lambda: read_passages(s.corpus),
             generated=lambda: ((g.docid, g.lang, g.query or "") for g in read_generated(gen_dir)),
-            generated_identity=input_identity(gen_dir),
+            generated_identity=input_identity(gen_dir), cache_dir=s.texts_cache,
         )
 
     def check(self, r: SearchRequest) -> None:
