@@ -49,7 +49,7 @@ function render(res) {
   const how = res.lang_detected ? "detected" : "given";
   $("status").className = "";
   $("status").replaceChildren(`${res.hits.length} passages · language ${how}: `, lang,
-    ` · ${res.took_ms} ms${res.settings.rerank ? " · max-sim re-ranked" : ""}`);
+    ` · ${Math.round(res.took_ms)} ms${res.settings.rerank ? " · max-sim re-ranked" : ""}`);
   for (const h of res.hits) {
     const li = el("li", "hit");
     li.dataset.docid = h.docid;
