@@ -14,10 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_fixtures import GENERATED, PASSAGES, Corpus, Server, build_corpus
 
+from xdr.artifacts import read_meta
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage
 from xdr.data.textstore import TextStore, build_text_store, open_text_store
 from xdr.errors import MismatchError, XdrError
+from xdr.index import load_index
 from xdr.maxsim import MaxSimReranker
 from xdr.search import search
 from xdr.serve import BatchSettings, MicroBatcher, Overloaded, ServeSettings, Service, create_app
@@ -278,3 +280,20 @@ def test_sigterm_finishes_the_request_in_flight(data: Corpus) -> None:
     # uvicorn re-raises the signal once it has shut down cleanly, so the status is SIGTERM's
     assert code in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in log
+
+
+def test_search_knobs_reach_the_index_and_are_reported(data: Corpus, encoder, tmp_path: Path) -> None:
+    from xdr.index import build_index
+
+    hnsw = build_index(Path(read_meta(data.plain)["params"]["embeddings"]["path"]), tmp_path / "hnsw", "HNSW8",
+                       use_gpu=False, progress=False)
+    q = "Какая столица России?"
+    expected = search(load_index(hnsw, ef_search=2, use_gpu=False), [q], encoder, k=8)
+    with client(data, encoder, hnsw) as c:
+        default = c.get("/search", params={"q": q, "k": 8}).json()
+        narrow = c.get("/search", params={"q": q, "k": 8, "efSearch": 2}).json()
+        again = c.get("/search", params={"q": q, "k": 8}).json()
+        assert c.get("/search", params={"q": q, "nprobe": 2}).status_code == 422  # no IVF lists here
+    assert default["settings"]["efSearch"] == 128 and narrow["settings"]["efSearch"] == 2
+    assert [(h["docid"], h["score"]) for h in narrow["hits"]] == [(d, round(s, 5)) for d, s in expected["q0"]]
+    assert again["hits"] == default["hits"] and again["settings"]["efSearch"] == 128  # the default is restored

@@ -52,7 +52,10 @@ def test_two_ray_serve_replicas_answer_on_loopback(tiny_bert_dir: Path, tmp_path
                           progress=False)
     index = build_index(emb, tmp_path / "index", use_gpu=False, progress=False)
     (tmp_path / "driver.py").write_text(DRIVER)
-    env = f'export PYTHONPATH="{SRC}" OMP_NUM_THREADS=1 RAY_raylet_start_wait_time_s=120\n'  # slow when loaded
+    # a slow raylet start on a loaded machine is not a failure; token auth would read ~/.ray, shared with
+    # every other cluster on the machine, while this one is reachable from its own namespace only
+    env = (f'export PYTHONPATH="{SRC}" OMP_NUM_THREADS=1 RAY_raylet_start_wait_time_s=120 '
+           "RAY_AUTH_MODE=disabled\n")
     script = env + cluster_prelude([{"CPU": 2}]) + (
         f'"{BIN}/python" -m xdr serve {index} --corpus {corpus} --texts-cache {tmp_path / "texts"} '
         f'--engine ray --replicas 2 --port 8123 >"$RAY_LOGS/serve.log" 2>&1 &\n'
