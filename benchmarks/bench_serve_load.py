@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from xdr.runtime import machine_info
 
@@ -120,6 +121,17 @@ def batch_sizes(url: str) -> float | None:
     return round(vals["xdr_batch_size_sum"] / n, 2) if n else None
 
 
+def shed_within(url: str, seconds: float = 0.25) -> float | None:
+    """Share of the 429s the service itself answered within ``seconds`` (its latency histogram, server side,
+    apart from the load generator's own waiting)."""
+    samples = [x for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+               if family.name == "xdr_request_seconds" for x in family.samples
+               if x.labels.get("route") == "/search" and x.labels.get("status") == "429"]
+    total = next((x.value for x in samples if x.name.endswith("_count")), 0)
+    within = next((x.value for x in samples if x.name.endswith("_bucket") and float(x.labels["le"]) == seconds), 0)
+    return round(within / total, 4) if total else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", type=Path, default=ROOT / "runs" / "demo" / "index")
@@ -154,6 +166,7 @@ def main() -> None:
     try:
         overload = asyncio.run(load(url, questions, 128, 384, a.timeout))
         overload["ready_after"] = httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        overload["server_shed_within_250ms"] = shed_within(url)
     finally:
         stop(proc)
     overload["exit_status"] = proc.returncode
