@@ -14,7 +14,7 @@ RECORD ?=
 BIN     = $(VENV)/bin
 XDR     = $(BIN)/xdr
 
-.PHONY: setup demo test lint xquad-r bench-speed clean
+.PHONY: setup demo serve test browser lint xquad-r bench-speed bench-serve clean
 
 setup: $(VENV)/.installed
 
@@ -36,14 +36,28 @@ demo: setup
 	$(XDR) evaluate $(RUNS)/demo/run --queries examples/demo/queries.jsonl --qrels examples/demo/qrels.txt \
 		--corpus examples/demo/corpus.jsonl --budgets 100,300 --out $(RUNS)/demo/eval
 
-test: setup
+# The search service and page on the demo index (after `make demo`): http://127.0.0.1:$(PORT)/
+PORT ?= 8000
+serve: setup
+	$(XDR) serve $(RUNS)/demo/index --corpus examples/demo/corpus.jsonl --port $(PORT)
+
+test: setup browser
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest
+
+# The browser test drives Debian's headless chromium; install it where it is missing (CI runs as root).
+# Elsewhere, without root, the test says why it skips; under CI=true it fails instead.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; } || \
+		echo "make: could not install chromium (needs root); tests/test_serve_browser.py will skip"
 
 # XQuAD-R, X->English paragraph retrieval with me5-small (needs ../shared/data); the quality benchmark.
 # The result goes to $(RUNS)/xquad-r/xquad_r.json; RECORD=1 replaces the committed benchmarks/results/xquad_r.json.
 xquad-r: setup
 	$(BIN)/python benchmarks/xquad_r.py --shared $(SHARED) --work $(RUNS)/xquad-r $(if $(filter 1,$(RECORD)),--record)
+
+bench-serve: setup
+	$(BIN)/python benchmarks/bench_serve_load.py --index $(RUNS)/demo/index
 
 bench-speed: setup
 	$(BIN)/python benchmarks/bench_encode_speed.py --shared $(SHARED)
