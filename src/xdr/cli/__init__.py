@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from xdr.cli import (
     augment,
+    bm25,
     compare,
     data,
     encode,
@@ -62,7 +63,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, expand, search, evaluate, compare, reproduce):
+for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, reproduce):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
