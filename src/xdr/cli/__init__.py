@@ -35,6 +35,7 @@ from xdr.cli import (
     reproduce,
     search,
     train,
+    tune,
 )
 from xdr.errors import XdrError, XdrWarning
 from xdr.version import __version__
@@ -63,7 +64,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, reproduce):
+for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, tune, reproduce):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")

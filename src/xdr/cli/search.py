@@ -83,20 +83,16 @@ def search_cmd(
 ) -> None:
     """Search an index with questions in any language; writes TREC and XOR-TyDi submission runs."""
     from xdr.artifacts import ensure_writable
+    from xdr.cli.tune import config_values
     from xdr.data import read_passages, read_queries
     from xdr.data.runs import RUN_FILE, XOR_FILE
     from xdr.index import load_index
     from xdr.maxsim import MaxSimReranker
     from xdr.models.encoder import Encoder
     from xdr.search import Hybrid, QueryExpansion, english_queries, search, search_bm25, write_search_output
-    from xdr.tune import load_tuned
 
-    if config is not None:
-        tuned = load_tuned(config, "search")
-        if beta is None and "beta" in tuned:
-            beta = tuned["beta"]
-        if ctx.get_parameter_source("expansion_weight").name == "DEFAULT" and "expansion_weight" in tuned:
-            expansion_weight = tuned["expansion_weight"]
+    tuned = config_values(ctx, config, "search", {"beta": beta, "expansion_weight": expansion_weight})
+    beta, expansion_weight = tuned["beta"], tuned["expansion_weight"]
     if combine not in ("concat", "fuse", "none"):
         raise XdrError(f"--combine: concat, fuse or none, not {combine!r}")
     if bm25_query not in ("translation", "expanded"):
