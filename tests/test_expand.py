@@ -96,7 +96,10 @@ def test_filters_each_reason() -> None:
     assert judge_translation(" ", "Frage", "de") == "empty"
     assert judge_translation("Wie tief ist der Baikalsee?", "Wie tief ist der Baikalsee?", "de") == "copy"
     assert judge_translation("Der Baikalsee ist der tiefste See der Welt.", "x", "de") == "wrong_language"
+    assert judge_translation("Πόσο βαθιά είναι η λίμνη Βαϊκάλη;", "Wie tief ist der Baikalsee?", "de") == \
+        "wrong_language"  # another language, in another script
     assert judge_translation("How deep is Lake Baikal?", "Wie tief ist der Baikalsee?", "de") is None
+    assert judge_translation("What are malum prohibitum considerations?", "x", "de") is None  # 'Latin', but English
 
 
 def test_prompts_per_strategy() -> None:
@@ -205,3 +208,22 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path) -
     assert set(keys.values()) == {1}
     assert resumed_calls <= (12 - finished) * 4  # finished shards were not asked again
     assert (out / "_DONE").exists() and "LLM calls" in done.stdout
+
+
+@pytest.mark.slow
+def test_experiment_runs_end_to_end_with_a_stub_llm(me5_dir: Path, tmp_path: Path) -> None:
+    shared = REPO.parent / "shared" / "data"
+    if not (shared / "xquad-r").exists():
+        pytest.skip("XQuAD-R is not in ../shared/data")
+    cmd = [sys.executable, "expansion.py", "--stub", "--per-lang", "2", "--per-lang-best", "5", "--pool", "subset",
+           "--shared", str(shared), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "expansion")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(cmd, cwd=REPO / "experiments", env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    planned = "{'strategies': 48, 'translate-expand': 60, 'expand-translate': 60}"
+    assert f"LLM calls planned (at most): {planned}" in done.stdout
+    doc = (tmp_path / "expansion.md").read_text()
+    assert "STUB LLM" in doc and "Do query expansion and xQG add up?" in doc
+    result = json.loads((tmp_path / "expansion.json").read_text())
+    assert set(result["strategies"]) == {"zero-shot", "few-shot", "cot", "rar"}
+    assert result["expansions"]["strategies"]["cost"]["calls"] == 48

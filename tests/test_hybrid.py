@@ -26,7 +26,7 @@ from xdr.generate.llm import Prompt
 from xdr.index import build_index, load_index
 from xdr.index.bm25 import BM25Index, build_bm25
 from xdr.maxsim import MaxSimReranker, build_vector_store, rerank_maxsim
-from xdr.search import Hybrid, QueryExpansion, _fuse_one, english_queries, search, search_bm25, search_vectors
+from xdr.search import Hybrid, QueryExpansion, english_queries, fuse_rankings, search, search_bm25, search_vectors
 
 SPEC = ModelSpec(name="toy", path="toy", fingerprint="f1", normalize=True)
 DIM = 8
@@ -115,10 +115,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_rrf_and_score_fusion_exactly() -> None:
     dense = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
     sparse = [("c", 12.0), ("d", 2.0)]
-    rrf = dict(_fuse_one(dense, sparse, "rrf", 0.5, 60))
+    rrf = dict(fuse_rankings(dense, sparse, "rrf", 0.5, 60))
     assert rrf == pytest.approx({"a": 1 / 61, "b": 1 / 62, "c": 1 / 63 + 1 / 61, "d": 1 / 62})
-    assert [d for d, _ in _fuse_one(dense, sparse, "rrf", 0.5, 60)] == ["c", "a", "b", "d"]
-    score = dict(_fuse_one(dense, sparse, "score", 0.25, 60))
+    assert [d for d, _ in fuse_rankings(dense, sparse, "rrf", 0.5, 60)] == ["c", "a", "b", "d"]
+    score = dict(fuse_rankings(dense, sparse, "score", 0.25, 60))
     assert score == pytest.approx({"a": 0.75, "b": 0.75 * 0.5, "c": 0.25, "d": 0.0})
 
 
@@ -186,7 +186,7 @@ def test_every_step_composes_fused_index_maxsim_expansion_hybrid(world: dict[str
                                                                  + enc.vec("Siberia deepest lake 1")) / 2)])
     dense = rerank_maxsim(search_vectors(world["fused"], ["q1"], emb, 4), emb, world["store"], spec=SPEC, k=4)
     sparse = search_bm25(world["bm25"], {"q1": texts["q1"]}, 4)
-    assert same(run["q1"], _fuse_one(dense["q1"], sparse["q1"], "rrf", 0.5, 60)[:3])
+    assert same(run["q1"], fuse_rankings(dense["q1"], sparse["q1"], "rrf", 0.5, 60)[:3])
     assert set(run.settings) >= {"expansion", "rerank", "hybrid", "index"} and run.settings["k"] == 3
     assert run.settings["hybrid"]["bm25"]["index"] == str(world["bm25"])
 

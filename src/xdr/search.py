@@ -202,7 +202,7 @@ class Hybrid:
 
     def fuse(self, dense: Run, k: int) -> Run:
         sparse = search_bm25(self.bm25, self.texts, self.depth)
-        hits = {qid: _fuse_one(ranked, sparse.hits.get(qid, []), self.method, self.weight, self.rrf_k)[:k]
+        hits = {qid: fuse_rankings(ranked, sparse.hits.get(qid, []), self.method, self.weight, self.rrf_k)[:k]
                 for qid, ranked in dense.hits.items()}
         return Run(hits, dense.tag)
 
@@ -220,7 +220,7 @@ def _minmax(ranked: list[tuple[str, float]]) -> dict[str, float]:
     return dict(zip((d for d, _ in ranked), norm.tolist(), strict=True))
 
 
-def _fuse_one(dense: list[tuple[str, float]], sparse: list[tuple[str, float]], method: str, weight: float,
+def fuse_rankings(dense: list[tuple[str, float]], sparse: list[tuple[str, float]], method: str, weight: float,
               rrf_k: int) -> list[tuple[str, float]]:
     if method == "rrf":
         a = {d: 1.0 / (rrf_k + r) for r, (d, _) in enumerate(dense, 1)}

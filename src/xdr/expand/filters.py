@@ -6,9 +6,10 @@ words that match every document and hurt BM25 most. What remains is then judged,
 
 - ``empty``: nothing left (or no answer at all).
 - ``copy``: the output restates the query or the instruction it was given, adding nothing.
-- ``wrong_language``: a translation that :func:`xdr.data.language.detect_language` is confident is not
-  English (an untranslated query, typically). Expansions are not judged for language: a term in
-  another script (a name, a formula) is a fair expansion.
+- ``wrong_language``: a translation that :func:`xdr.data.language.detect_language` is confident is in the
+  query's own language (left untranslated), or in another language and mostly not in ASCII letters (a
+  non-Latin script). An English question about "malum prohibitum" that the identifier takes for Latin
+  is kept. Expansions are not judged for language: a term in another script is a fair expansion.
 
 The patterns are hand-written because they describe one family of prompts; they are anchored at the
 start of a sentence or line, so a word like "here" inside the answer is never touched.
@@ -66,4 +67,8 @@ def judge_translation(text: str, query: str, lang: str) -> str | None:
     if lang != "en" and normalize_text(text) == normalize_text(query):
         return "copy"
     detected = detect_language(text)
-    return "wrong_language" if detected not in ("en", UNDETERMINED) else None
+    if detected in ("en", UNDETERMINED):
+        return None
+    letters = [ch for ch in text if ch.isalpha()]
+    ascii_share = sum(ch.isascii() for ch in letters) / max(len(letters), 1)
+    return "wrong_language" if detected == lang or ascii_share < 0.5 else None
