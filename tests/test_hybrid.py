@@ -214,7 +214,9 @@ def test_cli_bm25_and_hybrid_search_with_expansions(me5_dir: Path, tmp_path: Pat
         r = runner.invoke(app, args)
         assert r.exit_code == 0, r.output
     common = [str(tmp_path / "idx"), str(queries), "--expansions", str(world["te"]), "--k", "3"]
-    r = runner.invoke(app, ["search", *common, "--combine", "fuse", "--expansion-weight", "0.2", "--bm25",
+    config = tmp_path / "tuned.yaml"
+    config.write_text("search: {expansion_weight: 0.2, beta: 0.3}\n")
+    r = runner.invoke(app, ["search", *common, "--combine", "fuse", "--config", str(config), "--bm25",
                             str(tmp_path / "bm25"), "--bm25-query", "expanded", "--hybrid", "score",
                             "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output

@@ -92,7 +92,7 @@ def search_cmd(
     from xdr.search import Hybrid, QueryExpansion, english_queries, search, search_bm25, write_search_output
 
     tuned = config_values(ctx, config, "search", {"beta": beta, "expansion_weight": expansion_weight})
-    beta, expansion_weight = tuned["beta"], tuned["expansion_weight"]
+    expansion_weight = tuned["expansion_weight"]
     if combine not in ("concat", "fuse", "none"):
         raise XdrError(f"--combine: concat, fuse or none, not {combine!r}")
     if bm25_query not in ("translation", "expanded"):
@@ -107,6 +107,8 @@ def search_cmd(
         raise XdrError("--rerank maxsim and --store go together")
     ensure_writable(out_dir)
     idx = load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
+    if beta is None and (rerank is not None or idx.multi is not None):  # a tuned beta where max-sim is used
+        beta = tuned["beta"]
     if beta is not None and rerank is None:
         idx.configure(beta=beta)
     overrides = {"query_prefix": query_prefix, "query_max_length": query_max_length}
@@ -115,11 +117,11 @@ def search_cmd(
     else:
         spec = model_spec(model, **overrides)
     qs = list(read_queries(queries, fields=parse_fields(fields), lang=lang))
-    texts = None
+    english = None
     if expansions is not None and bm25 is not None:
-        texts = english_queries(expansions, qs, expanded=bm25_query == "expanded", strategy=strategy)
+        english = english_queries(expansions, qs, expanded=bm25_query == "expanded", strategy=strategy)
     if bm25_only:
-        run = search_bm25(bm25, texts or {}, k)
+        run = search_bm25(bm25, english or {}, k)
     else:
         encoder = Encoder.load(spec, device=device)
         reranker = None
@@ -131,7 +133,7 @@ def search_cmd(
                                        strategy=strategy, max_length=expansion_max_length)
         fusion = None
         if bm25 is not None:
-            fusion = Hybrid(bm25, texts or {}, method=hybrid, weight=hybrid_weight, depth=max(k, rerank_k))
+            fusion = Hybrid(bm25, english or {}, method=hybrid, weight=hybrid_weight, depth=max(k, rerank_k))
         run = search(idx, qs, encoder, k=k, reranker=reranker, expansion=expansion, hybrid=fusion,
                      batch_size=batch_size, progress=True)
     texts = write_search_output(
