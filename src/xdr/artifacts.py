@@ -54,6 +54,8 @@ class Stage(str, Enum):
     MINE = "mine"
     SYNTHESIZE = "synthesize"
     SEARCH = "search"
+    EXPAND = "expand"
+    BM25 = "bm25"
 
     def __str__(self) -> str:
         return self.value

@@ -21,7 +21,23 @@ except ImportError:
 from rich.console import Console
 from rich.markup import escape
 
-from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, reproduce, search, serve, train
+from xdr.cli import (
+    augment,
+    bm25,
+    compare,
+    data,
+    encode,
+    evaluate,
+    expand,
+    generate,
+    index,
+    models,
+    reproduce,
+    search,
+    serve,
+    train,
+    tune,
+)
 from xdr.errors import XdrError, XdrWarning
 from xdr.version import __version__
 
@@ -49,7 +65,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, search, evaluate, compare, reproduce, serve):
+for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, tune, reproduce, serve):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")

@@ -20,6 +20,7 @@ app = typer.Typer()
     "--out runs/aug-paper",
 )
 def augment_cmd(
+    ctx: typer.Context,
     passages: Annotated[Path, typer.Argument(help="passage embeddings (`xdr encode`)")],
     queries: Annotated[Path, typer.Argument(help="a `xdr generate` dir (encoded on the fly) or its embeddings")],
     out_dir: Annotated[Path, typer.Option("--out", help="augmented embeddings, indexable by `xdr index`")],
@@ -30,8 +31,13 @@ def augment_cmd(
     langs: Annotated[str | None, typer.Option(help="fold in only queries in these languages")] = None,
     renormalize: Annotated[bool, typer.Option(help="L2-normalise the fused vectors")] = True,
     device: DeviceOpt = None,
+    config: Annotated[Path | None, typer.Option(
+        help="settings chosen by `xdr tune` (alpha); an option given here wins")] = None,
 ) -> None:
     """Fold generated queries into passage embeddings offline, so query latency does not change."""
+    from xdr.cli.tune import config_values
+
+    alpha = config_values(ctx, config, "augment", {"alpha": alpha})["alpha"]
     codes = parse_langs(langs)
     from xdr.augment import FusionSettings, augment
 

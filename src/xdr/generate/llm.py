@@ -327,6 +327,19 @@ class HFChatBackend:
         return outs if chat else [[first_block(a) for a in answers] for answers in outs]
 
 
+CHAT_BACKENDS = ("openai", "hf")
+
+
+def chat_backend(kind: str, model: str, **options: Any) -> ChatBackend:
+    """The ``kind`` back end for ``model``: ``openai`` takes ``base_url``, ``concurrency`` (and the other
+    :class:`OpenAIChatBackend` options), ``hf`` takes ``gguf_file``, ``device``, ``batch_size``."""
+    if kind == "openai":
+        return OpenAIChatBackend(model, **options)
+    if kind == "hf":
+        return HFChatBackend(model, **options)
+    raise XdrError(f"unknown chat back end {kind!r}; choose one of {', '.join(CHAT_BACKENDS)}")
+
+
 class LLMGenerator:
     """Summarize-then-ask question generation on any :class:`ChatBackend`.
 

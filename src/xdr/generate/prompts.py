@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -33,6 +33,7 @@ _ANSWER = re.compile(
 )
 
 Message = dict[str, str]
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -52,38 +53,45 @@ class Answer:
     question: str
 
 
-def load_exemplars(path: str | Path | None = None) -> list[Exemplar]:
-    """Read exemplars from a YAML or JSON list of mappings (the shipped default set when ``path`` is None)."""
-    p = Path(path) if path is not None else DEFAULT_EXEMPLARS
+def load_records(path: Path, cls: type[R], required: tuple[str, ...]) -> list[R]:
+    """A YAML or JSON list of mappings as ``cls`` records (a dataclass with a ``lang`` field): the
+    ``required`` fields must be non-empty strings, the others strings; ``lang`` is normalised."""
     try:
-        items: Any = yaml.safe_load(p.read_text(encoding="utf-8"))
+        items: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
-        raise XdrError(f"{p}: cannot read exemplars ({e})") from None
+        raise XdrError(f"{path}: cannot read exemplars ({e})") from None
     if not isinstance(items, list) or not items:
-        raise DataError(p, None, None, "expected a non-empty list of exemplars")
-    names = {f.name for f in fields(Exemplar)}
+        raise DataError(path, None, None, "expected a non-empty list of exemplars")
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise DataError(p, None, f"[{i}]", "not a mapping")
+            raise DataError(path, None, f"[{i}]", "not a mapping")
         for name in sorted(set(item) - names):
-            raise DataError(p, None, f"[{i}].{name}", f"unknown field (expected {', '.join(sorted(names))})")
-        for name in ("passage", "summary", "question", "lang"):
+            raise DataError(path, None, f"[{i}].{name}", f"unknown field (expected {', '.join(sorted(names))})")
+        for name in required:
             if not isinstance(item.get(name), str) or not item[name].strip():
-                raise DataError(p, None, f"[{i}].{name}", "missing or not a non-empty string")
-        if not isinstance(item.get("title", ""), str):
-            raise DataError(p, None, f"[{i}].title", "not a string")
+                raise DataError(path, None, f"[{i}].{name}", "missing or not a non-empty string")
+        for name in sorted(set(item) - set(required)):
+            if not isinstance(item[name], str):
+                raise DataError(path, None, f"[{i}].{name}", "not a string")
         try:
             lang = normalize_lang(item["lang"])
         except XdrError as e:
-            raise DataError(p, None, f"[{i}].lang", str(e)) from None
-        out.append(Exemplar(**{**item, "lang": lang}))
+            raise DataError(path, None, f"[{i}].lang", str(e)) from None
+        out.append(cls(**{**item, "lang": lang}))
     return out
 
 
-def select_exemplars(exemplars: list[Exemplar], lang: str, k: int) -> list[Exemplar]:
+def load_exemplars(path: str | Path | None = None) -> list[Exemplar]:
+    """Read exemplars from a YAML or JSON list of mappings (the shipped default set when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_EXEMPLARS
+    return load_records(p, Exemplar, ("passage", "summary", "question", "lang"))
+
+
+def select_exemplars(exemplars: list[R], lang: str, k: int) -> list[R]:
     """Up to ``k`` exemplars, those in the target language first (file order otherwise)."""
-    return sorted(exemplars, key=lambda e: e.lang != lang)[:k]
+    return sorted(exemplars, key=lambda e: e.lang != lang)[:k]  # type: ignore[attr-defined]
 
 
 def _user(title: str, text: str, lang: str) -> str:
