@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -51,6 +52,27 @@ class Sampling:
             raise XdrError(f"max_new_tokens must be positive, not {self.max_new_tokens}")
 
 
+def row_uniforms(row_seeds: Sequence[int], steps: int) -> torch.Tensor:
+    """``len(row_seeds)`` x ``steps`` uniforms in [0, 1), float64: row ``r`` draws its stream from ``row_seeds[r]``."""
+    return torch.from_numpy(np.stack([np.random.default_rng(s).random(steps) for s in row_seeds]))
+
+
+def seeded_choice(scores: torch.Tensor, u: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """Each row's token under ``sampling``, picked by inverse CDF with that row's uniform ``u[r]`` in [0, 1).
+
+    The one sampling rule of both decode paths (HF ``generate`` with :class:`SeededSampler`, and
+    :class:`~xdr.generate.decode.StaticDecoder`), so the same scores and uniforms give the same tokens.
+    """
+    k = min(sampling.top_k or scores.shape[-1], scores.shape[-1])
+    values, indices = (scores / sampling.temperature).topk(k, dim=-1)  # sorted, best first
+    probs = torch.softmax(values.double(), dim=-1)
+    if sampling.top_p < 1.0:  # nucleus: keep the smallest prefix whose mass reaches top_p (always the best one)
+        probs = probs * ((probs.cumsum(-1) - probs) < sampling.top_p)
+    cdf = probs.cumsum(-1)
+    choice = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None]).clamp_(max=k - 1)
+    return indices.gather(1, choice)[:, 0]
+
+
 class SeededSampler(LogitsProcessor):
     """Sample row ``r``'s next token with uniforms drawn from ``row_seeds[r]``; keep only that token.
 
@@ -60,27 +82,27 @@ class SeededSampler(LogitsProcessor):
     """
 
     def __init__(self, row_seeds: Sequence[int], sampling: Sampling) -> None:
-        steps = sampling.max_new_tokens
-        draws = [np.random.default_rng(s).random(steps) for s in row_seeds]
-        self.uniforms = torch.from_numpy(np.stack(draws))
+        self.uniforms = row_uniforms(row_seeds, sampling.max_new_tokens)
         self.sampling = sampling
         self.step = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        s = self.sampling
         if scores.shape[0] != self.uniforms.shape[0]:
             raise RuntimeError(f"SeededSampler got {scores.shape[0]} rows, expected {self.uniforms.shape[0]}")
-        k = min(s.top_k or scores.shape[-1], scores.shape[-1])
-        values, indices = (scores / s.temperature).topk(k, dim=-1)  # sorted, best first
-        probs = torch.softmax(values.double(), dim=-1)
-        if s.top_p < 1.0:  # nucleus: keep the smallest prefix whose mass reaches top_p (always the best one)
-            probs = probs * ((probs.cumsum(-1) - probs) < s.top_p)
-        cdf = probs.cumsum(-1)
-        u = self.uniforms[:, self.step].to(cdf.device) * cdf[:, -1]
+        token = seeded_choice(scores, self.uniforms[:, self.step], self.sampling)
         self.step += 1
-        choice = torch.searchsorted(cdf, u[:, None]).clamp_(max=k - 1)
         chosen = torch.full_like(scores, float("-inf"))
-        return chosen.scatter_(1, indices.gather(1, choice), 0.0)
+        return chosen.scatter_(1, token[:, None], 0.0)
+
+
+class BatchDecoder(Protocol):
+    """A decode loop that stands in for HF ``generate`` plus :class:`SeededSampler` on one padded batch."""
+
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int, uniforms: torch.Tensor, pad_id: int
+    ) -> torch.Tensor:
+        """``len(input_ids) * n`` rows of new token ids, ``pad_id`` after EOS; ``uniforms`` is one row each."""
+        ...
 
 
 def seeded_generate(
@@ -93,11 +115,13 @@ def seeded_generate(
     batch_size: int,
     max_input_length: int | None = None,
     add_special_tokens: bool = True,
+    decoder: BatchDecoder | None = None,
 ) -> list[list[str]]:
     """``len(seeds[i])`` sampled continuations of ``texts[i]``, one per seed, decoded and stripped.
 
     Texts are batched longest first so a batch pads little; results come back in input order. Decoder-only
-    models need ``tokenizer.padding_side == "left"``; their prompt is cut from the output.
+    models need ``tokenizer.padding_side == "left"``; their prompt is cut from the output. A ``decoder``
+    (encoder-decoder models) replaces HF ``generate`` and must draw the same tokens from the same seeds.
     """
     if not texts:
         return []
@@ -113,19 +137,23 @@ def seeded_generate(
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         enc = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
-        sampler = SeededSampler([s for i in batch for s in seeds[i]], sampling)
-        with torch.inference_mode():
-            out = model.generate(
-                **enc,
-                do_sample=True,
-                top_k=sampling.top_k or 0,
-                top_p=sampling.top_p,
-                temperature=sampling.temperature,
-                num_return_sequences=n,
-                max_new_tokens=sampling.max_new_tokens,
-                logits_processor=LogitsProcessorList([sampler]),
-                pad_token_id=tokenizer.pad_token_id,
-            )
+        row_seeds = [s for i in batch for s in seeds[i]]
+        if decoder is not None:
+            uniforms = row_uniforms(row_seeds, sampling.max_new_tokens)
+            out = decoder.generate(enc["input_ids"], enc["attention_mask"], n, uniforms, tokenizer.pad_token_id)
+        else:
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    do_sample=True,
+                    top_k=sampling.top_k or 0,
+                    top_p=sampling.top_p,
+                    temperature=sampling.temperature,
+                    num_return_sequences=n,
+                    max_new_tokens=sampling.max_new_tokens,
+                    logits_processor=LogitsProcessorList([SeededSampler(row_seeds, sampling)]),
+                    pad_token_id=tokenizer.pad_token_id,
+                )
         if not model.config.is_encoder_decoder:
             out = out[:, enc["input_ids"].shape[1] :]
         decoded = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
