@@ -315,10 +315,15 @@ def test_static_decoder_tokens_equal_hf_tokens(mt5_dir: Path) -> None:
             **enc, do_sample=True, top_k=20, num_return_sequences=2, max_new_tokens=10,
             logits_processor=[SeededSampler(seeds, sampling)], pad_token_id=tok.pad_token_id,
         )[:, 1:]
-    ours = StaticDecoder(model, sampling).generate(
-        enc["input_ids"], enc["attention_mask"], 2, row_uniforms(seeds, 10), tok.pad_token_id
-    )
+    args = (enc["input_ids"], enc["attention_mask"], 2, row_uniforms(seeds, 10), tok.pad_token_id)
+    ours = StaticDecoder(model, sampling).generate(*args)
     assert torch.equal(ours[:, : hf.shape[1]], hf) and (ours[:, hf.shape[1] :] == tok.pad_token_id).all()
+    # padded to fixed shapes (as for CUDA graphs): filler rows after a larger batch, masked key padding
+    fixed = StaticDecoder(model, sampling, fixed_shapes=True)
+    wide = tok([p.text for p in PASSAGES], padding=True, return_tensors="pt")
+    fixed.generate(wide["input_ids"], wide["attention_mask"], 2, row_uniforms(range(10), 10), tok.pad_token_id)
+    assert torch.equal(fixed.generate(*args), ours)
+    assert list(fixed._buffers) == [(5, 2, 128)]  # one shape (5 passages, 128 keys) served both batches
 
 
 def test_static_decoder_refuses_what_it_cannot_match(mt5_dir: Path, llama_dir: Path) -> None:

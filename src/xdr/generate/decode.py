@@ -69,12 +69,19 @@ class StaticDecoder:
 
     ``generate`` takes a padded batch of inputs and one row of uniforms per sample; it returns the new
     tokens, ``pad`` after a row's EOS, exactly as HF ``generate`` with :class:`SeededSampler` does.
+    ``fixed_shapes`` (default: with ``compile``) pads every batch to the largest passage count seen and
+    its input length to a multiple of ``LENGTH_BUCKET``; padding rows and keys are masked, so the tokens
+    do not change.
     """
 
-    def __init__(self, model: PreTrainedModel, sampling: Sampling, *, compile: bool = False) -> None:
+    def __init__(
+        self, model: PreTrainedModel, sampling: Sampling, *, compile: bool = False, fixed_shapes: bool | None = None
+    ) -> None:
         if reason := unsupported_reason(model):
             raise ValueError(f"the static decode loop cannot run this model: {reason}")
         self.model, self.sampling, self.compiled = model, sampling, compile
+        # a compiled step gets the same few shapes (a new shape would capture a new graph)
+        self.fixed_shapes = compile if fixed_shapes is None else fixed_shapes
         cfg = model.config
         self.blocks = list(model.decoder.block)
         self.heads, self.d_kv, self.steps = cfg.num_heads, cfg.d_kv, sampling.max_new_tokens
@@ -92,7 +99,8 @@ class StaticDecoder:
         self._step: Callable[..., torch.Tensor] = self.step
         if compile:
             torch._dynamo.mark_static_address(self.self_bias)
-            self._step = torch.compile(self.step, mode="reduce-overhead", fullgraph=True, dynamic=False)
+            mode = "reduce-overhead" if model.device.type == "cuda" else "default"  # CUDA graphs on a GPU
+            self._step = torch.compile(self.step, mode=mode, fullgraph=True, dynamic=False)
 
     def _buffers_for(self, passages: int, n: int, length: int) -> _Buffers:
         key = (passages, n, length)
@@ -170,7 +178,7 @@ class StaticDecoder:
         """
         passages, length = input_ids.shape
         shape_passages, shape_length = passages, length
-        if self.compiled:  # fixed shapes: one CUDA graph per length bucket, not per batch
+        if self.fixed_shapes:  # one CUDA graph per length bucket, not per batch
             shape_length = -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
             shape_passages = max(passages, max((p for p, m, _ in self._buffers if m == n), default=0))
         bufs = self._buffers_for(shape_passages, n, shape_length)
