@@ -334,3 +334,32 @@ def test_static_decoder_refuses_what_it_cannot_match(mt5_dir: Path, llama_dir: P
     gen.model.generation_config.repetition_penalty = 1.3  # an extra processor ahead of the seeded sampler
     assert "repetition_penalty" in (unsupported_reason(gen.model) or "")
     assert "not a T5-family" in (unsupported_reason(LlamaForCausalLM.from_pretrained(llama_dir)) or "")
+
+
+def test_philox_matches_known_answers_and_keeps_batch_independence(mt5_dir: Path) -> None:
+    import numpy as np
+
+    from xdr.generate.hf import philox4x32, row_uniforms
+
+    # Random123's known-answer vectors for philox4x32-10
+    counter = np.array([[0, 0, 0, 0], [0xFFFFFFFF] * 4, [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344]])
+    key = np.array([[0, 0], [0xFFFFFFFF] * 2, [0xA4093822, 0x299F31D0]])
+    expected = [
+        [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8],
+        [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ]
+    assert philox4x32(counter.astype(np.uint64), key.astype(np.uint64)).tolist() == expected
+    seeds = [3, 2**62 + 5, 3]
+    u = row_uniforms(seeds, 6, "philox")
+    assert u.dtype == torch.float64 and ((u >= 0) & (u < 1)).all()
+    assert torch.equal(u[0], u[2]) and not torch.equal(u[0], u[1])  # a function of the row's seed alone
+    assert torch.equal(row_uniforms(seeds[1:2], 6, "philox")[0], u[1])
+
+    gen = Seq2SeqGenerator(str(mt5_dir), batch_size=4, seeding="philox")
+    assert gen.config["seeding"] == "philox" and "seeding" not in Seq2SeqGenerator(str(mt5_dir)).config
+    out = gen.generate(PASSAGES, "ru", 3, seed=1)
+    assert Seq2SeqGenerator(str(mt5_dir), batch_size=1, decode="hf", seeding="philox").generate(
+        PASSAGES[::-1], "ru", 3, seed=1
+    )[::-1] == out
+    assert out != Seq2SeqGenerator(str(mt5_dir), batch_size=4).generate(PASSAGES, "ru", 3, seed=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -52,9 +52,47 @@ class Sampling:
             raise XdrError(f"max_new_tokens must be positive, not {self.max_new_tokens}")
 
 
-def row_uniforms(row_seeds: Sequence[int], steps: int) -> torch.Tensor:
-    """``len(row_seeds)`` x ``steps`` uniforms in [0, 1), float64: row ``r`` draws its stream from ``row_seeds[r]``."""
-    return torch.from_numpy(np.stack([np.random.default_rng(s).random(steps) for s in row_seeds]))
+Seeding = Literal["numpy", "philox"]
+_MASK32 = np.uint64(0xFFFFFFFF)
+_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
+_PHILOX_W = (np.uint64(0x9E3779B9), np.uint64(0xBB67AE85))
+
+
+def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.ndarray:
+    """Philox4x32 (Salmon et al., SC'11; Random123's ``philox4x32_R``), vectorised over leading axes.
+
+    ``counter`` is ``[..., 4]`` and ``key`` ``[..., 2]`` 32-bit words; returns ``[..., 4]`` uint32. numpy
+    ships Philox only as a sequential bit generator (one object per stream), which is what makes per-row
+    streams slow; this evaluates every (key, counter) pair at once.
+    """
+    c = [np.asarray(counter[..., i], dtype=np.uint64) for i in range(4)]
+    k0, k1 = (np.asarray(key[..., i], dtype=np.uint64) for i in range(2))
+    for r in range(rounds):
+        if r:
+            k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
+        p0, p1 = _PHILOX_M[0] * c[0], _PHILOX_M[1] * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & _MASK32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & _MASK32]
+    return np.stack(np.broadcast_arrays(*c), axis=-1).astype(np.uint32)
+
+
+def row_uniforms(row_seeds: Sequence[int], steps: int, seeding: Seeding = "numpy") -> torch.Tensor:
+    """``len(row_seeds)`` x ``steps`` uniforms in [0, 1), float64: row ``r``'s stream is a function of
+    ``row_seeds[r]`` alone.
+
+    ``"numpy"`` (the default, what every xdr release drew) seeds one ``numpy.random.default_rng`` per row:
+    about a hundred microseconds a row. ``"philox"`` draws step ``t`` of row ``r`` as Philox4x32-10 of
+    counter ``(t, 0, 0, 0)`` under key ``row_seeds[r]``, all rows and steps in one vectorised call: as
+    independent of batching, about five times cheaper on a CPU, but other numbers, hence other queries.
+    """
+    if seeding == "numpy":
+        return torch.from_numpy(np.stack([np.random.default_rng(s).random(steps) for s in row_seeds]))
+    seeds = np.asarray(row_seeds, dtype=np.uint64)[:, None]  # rows x 1 keys against 1 x steps counters
+    key = np.stack([seeds & _MASK32, seeds >> np.uint64(32)], axis=-1)
+    counter = np.zeros((1, steps, 4), dtype=np.uint64)
+    counter[..., 0] = np.arange(steps, dtype=np.uint64)
+    words = philox4x32(counter, key).astype(np.uint64)
+    mantissa = (words[..., 0] >> np.uint64(5)) * np.uint64(1 << 26) + (words[..., 1] >> np.uint64(6))
+    return torch.from_numpy(mantissa.astype(np.float64) / float(1 << 53))
 
 
 def seeded_choice(scores: torch.Tensor, u: torch.Tensor, sampling: Sampling) -> torch.Tensor:
@@ -81,8 +119,8 @@ class SeededSampler(LogitsProcessor):
     layout: prompt-major, ``num_return_sequences`` consecutive rows per prompt.
     """
 
-    def __init__(self, row_seeds: Sequence[int], sampling: Sampling) -> None:
-        self.uniforms = row_uniforms(row_seeds, sampling.max_new_tokens)
+    def __init__(self, row_seeds: Sequence[int], sampling: Sampling, seeding: Seeding = "numpy") -> None:
+        self.uniforms = row_uniforms(row_seeds, sampling.max_new_tokens, seeding)
         self.sampling = sampling
         self.step = 0
 
@@ -116,12 +154,14 @@ def seeded_generate(
     max_input_length: int | None = None,
     add_special_tokens: bool = True,
     decoder: BatchDecoder | None = None,
+    seeding: Seeding = "numpy",
 ) -> list[list[str]]:
     """``len(seeds[i])`` sampled continuations of ``texts[i]``, one per seed, decoded and stripped.
 
     Texts are batched longest first so a batch pads little; results come back in input order. Decoder-only
     models need ``tokenizer.padding_side == "left"``; their prompt is cut from the output. A ``decoder``
-    (encoder-decoder models) replaces HF ``generate`` and must draw the same tokens from the same seeds.
+    (encoder-decoder models) replaces HF ``generate`` and must draw the same tokens from the same seeds;
+    ``seeding`` says how a seed becomes uniforms (:func:`row_uniforms`).
     """
     if not texts:
         return []
@@ -139,7 +179,7 @@ def seeded_generate(
         enc = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
         row_seeds = [s for i in batch for s in seeds[i]]
         if decoder is not None:
-            uniforms = row_uniforms(row_seeds, sampling.max_new_tokens)
+            uniforms = row_uniforms(row_seeds, sampling.max_new_tokens, seeding)
             out = decoder.generate(enc["input_ids"], enc["attention_mask"], n, uniforms, tokenizer.pad_token_id)
         else:
             with torch.inference_mode():
@@ -151,7 +191,7 @@ def seeded_generate(
                     temperature=sampling.temperature,
                     num_return_sequences=n,
                     max_new_tokens=sampling.max_new_tokens,
-                    logits_processor=LogitsProcessorList([SeededSampler(row_seeds, sampling)]),
+                    logits_processor=LogitsProcessorList([SeededSampler(row_seeds, sampling, seeding)]),
                     pad_token_id=tokenizer.pad_token_id,
                 )
         if not model.config.is_encoder_decoder:

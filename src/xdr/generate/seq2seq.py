@@ -18,7 +18,7 @@ from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.generate.base import passage_seed, row_seed
 from xdr.generate.decode import StaticDecoder, unsupported_reason
-from xdr.generate.hf import Sampling, loading, seeded_generate
+from xdr.generate.hf import Sampling, Seeding, loading, seeded_generate
 from xdr.langs import language_name
 from xdr.runtime import resolve_device, resolve_dtype
 
@@ -48,7 +48,9 @@ class Seq2SeqGenerator:
     cross-attention shared by a passage's samples, static cache, a step compiled into CUDA graphs when
     ``compile``, by default on CUDA), ``"hf"`` is HF ``generate``; both draw the same queries from the same
     seeds, so the choice is not part of :attr:`config`. ``"auto"`` takes the static loop where the model
-    allows it (T5-family, no extra logits processors in its generation config).
+    allows it (T5-family, no extra logits processors in its generation config). ``seeding="philox"`` turns
+    each query's seed into uniforms with a counter-based generator (:func:`~xdr.generate.hf.row_uniforms`):
+    cheaper per query, still independent of batching, but other queries than the default ``"numpy"``.
     """
 
     def __init__(
@@ -63,12 +65,13 @@ class Seq2SeqGenerator:
         sampling: Sampling | None = None,
         decode: Literal["auto", "static", "hf"] = "auto",
         compile: bool | None = None,
+        seeding: Seeding = "numpy",
     ) -> None:
         self.model_id, self.revision = model, revision
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, fp16_problem=FP16_PROBLEM)
         self.batch_size, self.max_input_length = batch_size, max_input_length
-        self.sampling = sampling or XQG_SAMPLING
+        self.sampling, self.seeding = sampling or XQG_SAMPLING, seeding
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(model, revision)
         with loading(model):
             loaded = AutoModelForSeq2SeqLM.from_pretrained(model, revision=revision, dtype=self.dtype)
@@ -94,6 +97,8 @@ class Seq2SeqGenerator:
             "prompt": PROMPT,
             "max_input_length": self.max_input_length,
             "sampling": asdict(self.sampling),
+            # named only when it is not the default, so artifacts written before it existed still resume
+            **({"seeding": self.seeding} if self.seeding != "numpy" else {}),
         }
 
     def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
@@ -107,4 +112,5 @@ class Seq2SeqGenerator:
             batch_size=self.batch_size,
             max_input_length=self.max_input_length,
             decoder=self.decoder,
+            seeding=self.seeding,
         )
