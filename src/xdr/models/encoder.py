@@ -104,9 +104,11 @@ def auto_tokenizer_workers(device: torch.device, texts: int) -> int:
 class Encoder:
     """A loaded model plus the spec that says how to prefix, truncate, pool and normalise.
 
-    ``tokenizer_workers`` is the number of processes that tokenise ahead of the model (0: tokenise in this
-    process; None: :func:`auto_tokenizer_workers` per call); the vectors are the same either way. The
-    processes start on first use and stop with :meth:`close` or when the encoder is collected.
+    ``tokenizer_workers`` is the number of processes that tokenise ahead of the model (0, the default:
+    tokenise in this process; None: :func:`auto_tokenizer_workers` per call); the vectors are the same
+    either way. The processes start on first use, with ``spawn`` (so a script that uses them needs the
+    ``if __name__ == "__main__":`` guard that any multiprocessing needs), and stop with :meth:`close` or
+    when the encoder is collected.
     """
 
     def __init__(
@@ -115,7 +117,7 @@ class Encoder:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: torch.device,
-        tokenizer_workers: int | None = None,
+        tokenizer_workers: int | None = 0,
     ) -> None:
         self.spec = spec
         self.model = model
@@ -132,7 +134,7 @@ class Encoder:
 
     @classmethod
     def load(
-        cls, model: ModelSpec | str, device: str | torch.device | None = None, *, tokenizer_workers: int | None = None
+        cls, model: ModelSpec | str, device: str | torch.device | None = None, *, tokenizer_workers: int | None = 0
     ) -> Encoder:
         """Load a model onto ``device`` (default: CUDA when available) in eval mode.
 
