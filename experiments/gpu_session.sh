@@ -24,8 +24,10 @@
 #               AdamW, GradCache), then both under torch.compile
 # Environment for train-exp: CONDITIONS (sized ones too, e.g. synthetic-n40), GENERATED, GENERATED_SHARDS,
 # XQG_GENERATED, XQG_CONDITIONS, TRAIN_TIMEOUT; for bench-generate: GEN_SYSTEMS, GEN_ARGS, GEN_OUT,
-# GEN_TIMEOUT. With XQG_GENERATED the xQG rankings use the carried model as it is (--no-untrim: the full
-# me5-small is not carried), which is exact because `prepare` trimmed it on those questions too.
+# GEN_TIMEOUT; for gpu-speed: GEN_TIMEOUT, ENC_TIMEOUT, TRAIN_VARIANTS_TIMEOUT, TRAIN_COMPILE_TIMEOUT (seconds,
+# 200/100/90/150 by default, inside the device's 10 minutes); for smoke: PYTHON, DATA, SMOKE_TIMEOUT.
+# With XQG_GENERATED the xQG rankings use the carried model as it is (--no-untrim: the full me5-small is not
+# carried), which is exact because `prepare` trimmed it on those questions too.
 # `collect` unpacks the returned rankings into runs/train-xquad-r; the same train_xquad_r.py command without
 # --rank-only and --model then evaluates them here without training again.
 set -uo pipefail
@@ -74,15 +76,16 @@ EOF
 smoke)
   # The gpu-speed commands on the CPU with tiny sizes: every benchmark runs and writes its record.
   export OUT="${2:-$(mktemp -d)}" PYTHONUNBUFFERED=1 PYTHONPATH=src XDR_CACHE="${XDR_CACHE:-$HOME/.cache/xdr}"
-  PY="${PYTHON:-.venv/bin/python}" DEVICE=cpu DATA="${DATA:-../shared/data}" CARD=cpu
+  PY="${PYTHON:-.venv/bin/python}" DEVICE=cpu DATA="${DATA:-../shared/data}" CARD=smoke
   parts=(speed-generate speed-encode speed-train)
+  limit=${SMOKE_TIMEOUT:-1200}  # a shared CPU is slow; the sizes are tiny, the time is not bounded by them
   ;&
 run)
   if [ "$1" = run ]; then
     shift
     : "${OUT:?run this on the device, where OUT is set}"
     export PYTHONUNBUFFERED=1 PYTHONPATH=src:/tmp/site XDR_CACHE=/tmp/xdr-cache
-    PY=python3 DEVICE=cuda DATA=/tmp/data
+    PY=python3 DEVICE=cuda DATA=/tmp/data limit=
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl || exit 1
     mkdir -p /tmp/data && tar xzf .carry/data.tar.gz -C /tmp/data || exit 1
     { nvidia-smi; python3 -m pip list 2>/dev/null; } > "$OUT/device.txt"
@@ -121,20 +124,22 @@ run)
     speed-generate)  # xdr's static loop vs HF batched generate (and HF + xdr's seeded sampler), one run
       sizes=(--size base --passages 2048 --hf-batches 256,1024 --xdr-batches 256,1024); [ "$smoke" ] && \
         sizes=(--size tiny --passages 16 --hf-batches 16 --xdr-batches 16 --threads 1 --no-compile)
-      timeout "${GEN_TIMEOUT:-210}" "$PY" benchmarks/bench_generate_speed.py --device "$DEVICE" \
+      timeout "${limit:-${GEN_TIMEOUT:-200}}" "$PY" benchmarks/bench_generate_speed.py --device "$DEVICE" \
         --systems hf,xdr_static,xdr_seeded "${sizes[@]}" --out "$OUT/generate_speed_${DEVICE}_${CARD}_static.json" ;;
     speed-encode)  # tokenizer worker processes vs in-process vs sentence-transformers, one run
       sizes=(--repeats 2); [ "$smoke" ] && sizes=(--random-bert-base --tiny --limit 300 --repeats 1 --threads 1 \
         --tokenizer-workers 2)
-      timeout "${ENC_TIMEOUT:-110}" "$PY" benchmarks/bench_encode_speed.py --device "$DEVICE" --data "$DATA" \
+      timeout "${limit:-${ENC_TIMEOUT:-100}}" "$PY" benchmarks/bench_encode_speed.py --device "$DEVICE" --data "$DATA" \
         "${sizes[@]}" --out "$OUT/encode_speed_${DEVICE}_${CARD}_workers.json" ;;
     speed-train)  # MFU with each speed setting on and off, then under torch.compile
       sizes=(--rounds 2 --steps 10 --warmup 3); [ "$smoke" ] && sizes=(--rounds 1 --steps 1 --warmup 1 --threads 1 \
         --batch 4 --negatives 1 --mini-batch 4)
-      timeout "${TRAIN_VARIANTS_TIMEOUT:-100}" "$PY" benchmarks/bench_train_speed.py --device "$DEVICE" "${sizes[@]}" \
-        --variants xdr_eager,xdr_unfused,xdr_gradcache --out "$OUT/train_speed_${DEVICE}_${CARD}_variants.json"
-      [ "$smoke" ] || timeout "${TRAIN_COMPILE_TIMEOUT:-150}" "$PY" benchmarks/bench_train_speed.py --device cuda \
-        "${sizes[@]}" --compile --out "$OUT/train_speed_cuda_${CARD}_compile.json" ;;
+      timeout "${limit:-${TRAIN_VARIANTS_TIMEOUT:-90}}" "$PY" benchmarks/bench_train_speed.py --device "$DEVICE" \
+        "${sizes[@]}" --variants xdr_eager,xdr_unfused,xdr_gradcache \
+        --out "$OUT/train_speed_${DEVICE}_${CARD}_variants.json"
+      if [ -z "$smoke" ]; then timeout "${TRAIN_COMPILE_TIMEOUT:-150}" "$PY" benchmarks/bench_train_speed.py \
+        --device cuda --rounds 1 --steps 10 --warmup 3 --compile \
+        --out "$OUT/train_speed_cuda_${CARD}_compile.json"; fi ;;
     *) echo "unknown part $part"; false ;;
     esac
     echo "=== $part done rc=$? $(date +%T)"
