@@ -47,7 +47,8 @@ class Seq2SeqGenerator:
     ``decode`` picks the loop: ``"static"`` is :class:`~xdr.generate.decode.StaticDecoder` (encoder and
     cross-attention shared by a passage's samples, static cache, a step compiled into CUDA graphs when
     ``compile``, by default on CUDA), ``"hf"`` is HF ``generate``; both draw the same queries from the same
-    seeds, so the choice is not part of :attr:`config`. ``"auto"`` takes the static loop where the model
+    seeds (exactly in float32; in bfloat16 other kernels round differently, as another batch size does on
+    either path), so the choice is not part of :attr:`config`. ``"auto"`` takes the static loop where the model
     allows it (T5-family, no extra logits processors in its generation config). ``seeding="philox"`` turns
     each query's seed into uniforms with a counter-based generator (:func:`~xdr.generate.hf.row_uniforms`):
     cheaper per query, still independent of batching, but other queries than the default ``"numpy"``.
