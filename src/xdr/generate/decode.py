@@ -89,7 +89,9 @@ class StaticDecoder:
         eos = model.generation_config.eos_token_id
         eos = cfg.eos_token_id if eos is None else eos
         self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=model.device)
-        self.scale_output = bool(isinstance(model, T5ForConditionalGeneration) and cfg.scale_decoder_outputs)
+        # T5 scales the decoder output before its LM head (older transformers: whenever the head is tied)
+        scale = getattr(cfg, "scale_decoder_outputs", cfg.tie_word_embeddings)
+        self.scale_output = bool(isinstance(model, T5ForConditionalGeneration) and scale)
         with torch.no_grad():  # heads x query position x key position, the future masked
             bias = self.blocks[0].layer[0].SelfAttention.compute_bias(self.steps, self.steps)[0]
         future = torch.ones(self.steps, self.steps, dtype=torch.bool, device=model.device).triu(1)
