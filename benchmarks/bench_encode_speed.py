@@ -5,6 +5,11 @@ count, interleaved repeats, medians; the outputs must agree. GPU mode (``--rando
 CUDA): a random-weight BERT-base with mBERT's vocabulary size (119,547), passages truncated to 128 tokens,
 bf16; it also reports MFU (``--tiny`` shrinks the model to check that recipe on a CPU).
 
+With ``--tokenizer-workers N`` (default on CUDA: all cores but two, at most 8) a third system,
+``xdr_workers``, runs the same Encoder with tokenisation in N worker processes ahead of the model
+(``Encoder(tokenizer_workers=N)``); ``xdr`` tokenises in its own process (``tokenizer_workers=0``). The
+two must give identical vectors, which the run asserts.
+
 MFU counts the useful work only (real tokens, no padding):
     FLOPs = 2 · P · Σ L_i  +  4 · layers · hidden · Σ L_i²
 where P is the number of non-embedding parameters in the encoder layers (each weight does one multiply
@@ -84,6 +89,8 @@ def main() -> None:
     ap.add_argument("--random-bert-base", action="store_true", help="GPU recipe (default with --device cuda)")
     ap.add_argument("--tiny", action="store_true", help="tiny random BERT, to smoke-test the GPU recipe")
     ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--tokenizer-workers", type=int, default=None,
+                    help="xdr_workers' processes (default: all cores but two, at most 8, on CUDA; 0 = no such system)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -115,14 +122,18 @@ def main() -> None:
         limit = args.limit or len(pool)
     texts = (pool * (limit // len(pool) + 1))[:limit]
 
-    enc = Encoder.load(spec, device)
+    enc = Encoder.load(spec, device, tokenizer_workers=0)
+    workers = args.tokenizer_workers
+    if workers is None:
+        workers = max(0, min(8, (os.cpu_count() or 1) - 2)) if device.type == "cuda" else 0
+    enc_workers = Encoder(spec, enc.model, enc.tokenizer, enc.device, tokenizer_workers=workers) if workers else None
     st_kwargs = {"dtype": enc.model.dtype} if device.type == "cuda" else {}
     st = SentenceTransformer(spec.path, device=str(device), model_kwargs=st_kwargs)
     st.max_seq_length = spec.passage_max_length
     prompt = spec.passage_prefix or None
 
-    def run_xdr() -> np.ndarray:  # as `xdr encode --batch-size` packs a forward pass
-        return enc.encode(texts, "passage", **stage_budget(spec, "passage", batch_size))
+    def run_xdr(encoder: Encoder = enc) -> np.ndarray:  # as `xdr encode --batch-size` packs a forward pass
+        return encoder.encode(texts, "passage", **stage_budget(spec, "passage", batch_size))
 
     def run_st() -> np.ndarray:
         return st.encode(texts, batch_size=batch_size, prompt=prompt, normalize_embeddings=spec.normalize,
@@ -131,11 +142,15 @@ def main() -> None:
     warm = texts[: 4 * batch_size]
     enc.encode(warm, "passage", batch_size=batch_size)
     st.encode(warm, batch_size=batch_size, prompt=prompt)
-    times: dict[str, list[float]] = {"xdr": [], "sentence_transformers": []}
-    cpu_times: dict[str, list[float]] = {"xdr": [], "sentence_transformers": []}
+    systems = [("xdr", run_xdr), ("sentence_transformers", run_st)]
+    if enc_workers is not None:
+        enc_workers.encode(warm, "passage", batch_size=batch_size)  # the worker processes start here
+        systems.insert(1, ("xdr_workers", lambda: run_xdr(enc_workers)))
+    times: dict[str, list[float]] = {name: [] for name, _ in systems}
+    cpu_times: dict[str, list[float]] = {name: [] for name, _ in systems}
     outs: dict[str, np.ndarray] = {}
-    for r in range(args.repeats):  # interleaved, alternating order, so load drift hits both alike
-        runs = [("xdr", run_xdr), ("sentence_transformers", run_st)]
+    for r in range(args.repeats):  # interleaved, alternating order, so load drift hits all alike
+        runs = systems
         for name, fn in runs if r % 2 == 0 else runs[::-1]:
             seconds, cpu_seconds, outs[name] = timed(fn)
             times[name].append(seconds)
@@ -143,6 +158,9 @@ def main() -> None:
             print(f"repeat {r} {name:22s} {len(texts) / seconds:9.1f} passages/s "
                   f"(wall {seconds:.2f}s, cpu {cpu_seconds:.2f}s)", flush=True)
 
+    if enc_workers is not None:
+        enc_workers.close()
+        assert np.array_equal(outs["xdr_workers"], outs["xdr"]), "worker tokenising changed the vectors"
     a, b = outs["xdr"], outs["sentence_transformers"]
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     min_cos = float(cos.min())
@@ -160,6 +178,10 @@ def main() -> None:
     results["ratio_xdr_over_st"] = round(med["sentence_transformers"] / med["xdr"], 4)
     cpu_med = {k: statistics.median(v) for k, v in cpu_times.items()}
     results["ratio_xdr_over_st_cpu_time"] = round(cpu_med["sentence_transformers"] / cpu_med["xdr"], 4)
+    if "xdr_workers" in med:  # cpu_seconds of xdr_workers count this process only, not its workers
+        results["ratio_xdr_workers_over_st"] = round(med["sentence_transformers"] / med["xdr_workers"], 4)
+        results["ratio_xdr_workers_over_xdr"] = round(med["xdr"] / med["xdr_workers"], 4)
+        results["xdr_workers"]["tokenizer_workers"] = workers
     pairs = zip(times["xdr"], times["sentence_transformers"], strict=True)
     results["ratio_per_repeat"] = [round(s / x, 4) for x, s in pairs]
     # Adjacent runs share the machine's load at that moment, so the paired median resists drift.
@@ -187,7 +209,7 @@ def main() -> None:
                   "mean_tokens": round(float(lengths.mean()), 1)},
         "settings": {"device": str(device), "batch_size": batch_size, "repeats": args.repeats,
                      "threads": torch.get_num_threads(), "max_length": spec.passage_max_length,
-                     "prompt": prompt},
+                     "prompt": prompt, "tokenizer_workers": workers},
         "results": results,
         "flops_formula": "2*P_layers*sum(L) + 4*layers*hidden*sum(L^2), real tokens only",
         "machine": info,

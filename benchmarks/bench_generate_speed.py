@@ -16,20 +16,23 @@ baseline (``hf_b256``):
               (skipped where xdr.generate cannot be imported)
   ct2         CTranslate2 (skipped where it is not installed): the model converted from a saved HF directory,
               ``translate_batch(sampling_topk=10, num_hypotheses=5, min/max_decoding_length=32)``
-  custom      a hand-written decode loop on the HF model's own weights: encoder and cross-attention K/V once
-              per passage (shared by its 5 samples instead of copied 5 times), a static self-attention
-              cache, top-k over the bf16 logits, then inverse-CDF sampling over the k survivors with one
-              uniform per row and step (SeededSampler's scheme, so it can keep xdr's per-row seeds); the
-              decoder step is torch.compile'd (CUDA graphs on GPU). It is checked against xdr_seeded on
-              the same uniforms (``agreement_with_xdr_seeded``, the share of identical sequences: near 1
-              in float32, where only a draw on a CDF boundary can flip; lower in bf16)
+  xdr_static  xdr's own ``StaticDecoder`` (``Seq2SeqGenerator``'s default for mT5): encoder and
+              cross-attention K/V once per passage (shared by its 5 samples instead of copied 5 times), a
+              static self-attention cache, one uniform per row and step from each row's seed (SeededSampler's
+              scheme: queries independent of batching); the step is torch.compile'd (CUDA graphs on GPU).
+              Its time includes turning the row seeds into uniforms (numpy's per-row generators, the default);
+              ``seeding`` records what that costs per row against the counter-based ``philox`` scheme. It is
+              checked against xdr_seeded on the same seeds (``agreement_with_xdr_seeded``, the share of
+              identical sequences: 1 in float32, which tests/test_generate_models.py asserts on a tiny model;
+              lower in bf16, where other kernels round differently)
 
 Workload (the same for every system): a random-weight mT5 built from its config (no download, nothing
 saved in the repo), inputs of exactly 128 random token ids (127 + EOS, no padding), top-k 10 sampling,
 5 samples per passage, and exactly 32 new tokens per sample: EOS is masked until 32 tokens exist (HF
-``min_new_tokens=max_new_tokens=32``, CTranslate2 ``min_decoding_length=max_decoding_length=32``, the custom
-loop masks EOS at every step), so a random model never stops early and every system does the same work;
-each result records the token count it checked. bf16 on GPU (mT5 overflows in fp16), float32 on CPU.
+``min_new_tokens=max_new_tokens=32``, CTranslate2 ``min_decoding_length=max_decoding_length=32``; xdr's
+static loop masks nothing, but a random mT5-base never has EOS among its top 10), so a random model never
+stops early and every system does the same work; each result records the token count it checked (for
+xdr_static the shortest row's, so an early stop shows). bf16 on GPU (mT5 overflows in fp16), float32 on CPU.
 queries/s = passages x 5 / seconds, timed after one warm-up batch (which also pays for any compile), with
 ``torch.cuda.synchronize()`` around every timing.
 
@@ -68,8 +71,7 @@ from typing import Any
 import torch
 import transformers
 from common import MT5_EOS, MT5_PAD, MT5_SIZES, MT5_UNK, peak_tflops, random_mt5, sync
-from torch.nn import functional as F
-from transformers import CompileConfig, MT5Config, MT5ForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import CompileConfig, MT5Config, PreTrainedTokenizerFast
 
 from xdr.runtime import machine_info
 
@@ -80,10 +82,11 @@ CPU_STATUS = (
     " averages). The speed figures come from --device cuda"
 )
 # The order they run in: the likeliest fastest early, the slowest to compile (two compiles) last.
-SYSTEMS = ("loop", "hf", "custom", "xdr_seeded", "ct2", "hf_static")
+SYSTEMS = ("loop", "hf", "xdr_static", "xdr_seeded", "ct2", "hf_static")
 INPUT_TOKENS, NEW_TOKENS, SAMPLES, TOP_K = 128, 32, 5, 10
 GENERATIONS = 18_000_000 * 7 * 5  # passages x languages x samples: xQG's augmentation of the XOR-TyDi corpus
 AGREEMENT_PASSAGES = 64
+SEEDING_ROWS = 5120  # 1024 passages x 5: the seeding cost per row is measured on this many
 REFERENCE_H100 = {"loop_queries_per_s": 7.6, "hf_b256_queries_per_s": 1165.0, "target_queries_per_s": 7300.0}
 
 
@@ -135,92 +138,6 @@ def hf_kwargs() -> dict[str, Any]:
     )
 
 
-class CustomLoop:
-    """The hand-written decode loop of the ``custom`` system for ``batch`` passages at a time.
-
-    Every tensor the compiled step reads or writes lives at a fixed address (``mark_static_address``), so
-    CUDA graphs can replay the step without copying the caches in. Attention follows mT5: no 1/sqrt(d)
-    scaling, the decoder's relative position bias from layer 0 shared by all layers, none on cross-attention.
-    """
-
-    def __init__(self, model: MT5ForConditionalGeneration, batch: int, compile_mode: str | None) -> None:
-        cfg, dev, dtype = model.config, model.device, model.dtype
-        self.model, self.batch, self.rows = model, batch, batch * SAMPLES
-        self.blocks = list(model.decoder.block)
-        heads, dk = cfg.num_heads, cfg.d_kv
-        self_shape = (len(self.blocks), self.rows, heads, NEW_TOKENS, dk)
-        cross_shape = (len(self.blocks), batch, heads, INPUT_TOKENS, dk)
-        self.k_self = torch.zeros(self_shape, device=dev, dtype=dtype)
-        self.v_self = torch.zeros(self_shape, device=dev, dtype=dtype)
-        self.k_cross = torch.zeros(cross_shape, device=dev, dtype=dtype)
-        self.v_cross = torch.zeros(cross_shape, device=dev, dtype=dtype)
-        self.uniforms = torch.zeros((self.rows, NEW_TOKENS), device=dev, dtype=torch.float64)
-        attention = self.blocks[0].layer[0].SelfAttention
-        with torch.no_grad():
-            bias = attention.compute_bias(NEW_TOKENS, NEW_TOKENS)[0]  # heads x query position x key position
-        future = torch.ones(NEW_TOKENS, NEW_TOKENS, dtype=torch.bool, device=dev).triu(1)
-        self.bias = bias.masked_fill(future, float("-inf")).to(dtype).unsqueeze(0).contiguous()
-        for t in (self.k_self, self.v_self, self.k_cross, self.v_cross, self.uniforms, self.bias):
-            torch._dynamo.mark_static_address(t)
-        self.positions = [torch.tensor([t], device=dev) for t in range(NEW_TOKENS)]
-        self.step = torch.compile(self._step, mode=compile_mode, fullgraph=True) if compile_mode else self._step
-
-    @torch.no_grad()
-    def _prefill(self, input_ids: torch.Tensor) -> None:
-        """Encode once per passage and project every layer's cross-attention keys and values once."""
-        hidden = self.model.encoder(input_ids=input_ids).last_hidden_state
-        shape = (self.batch, INPUT_TOKENS, -1, self.k_cross.shape[-1])
-        for layer, block in enumerate(self.blocks):
-            attention = block.layer[1].EncDecAttention
-            self.k_cross[layer].copy_(attention.k(hidden).view(shape).transpose(1, 2))
-            self.v_cross[layer].copy_(attention.v(hidden).view(shape).transpose(1, 2))
-
-    def _step(self, tokens: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        """One decoder step for all rows: the next token of each, drawn with that row's uniform for the step."""
-        rows, batch = self.rows, self.batch
-        x = self.model.decoder.embed_tokens(tokens)[:, None, :]  # rows x 1 x d
-        bias = self.bias.index_select(2, position)  # 1 x heads x 1 x T
-        for layer, block in enumerate(self.blocks):
-            sa = block.layer[0]
-            h = sa.layer_norm(x)
-            att = sa.SelfAttention
-            q, k, v = (proj(h).view(rows, 1, att.n_heads, -1).transpose(1, 2) for proj in (att.q, att.k, att.v))
-            self.k_self[layer].index_copy_(2, position, k)
-            self.v_self[layer].index_copy_(2, position, v)
-            out = F.scaled_dot_product_attention(q, self.k_self[layer], self.v_self[layer], attn_mask=bias, scale=1.0)
-            x = x + att.o(out.transpose(1, 2).reshape(rows, 1, -1))
-            ca = block.layer[1]
-            att = ca.EncDecAttention
-            # The n samples of a passage are its n "query positions" against the passage's one set of keys.
-            q = att.q(ca.layer_norm(x)).view(batch, SAMPLES, att.n_heads, -1).transpose(1, 2)
-            out = F.scaled_dot_product_attention(q, self.k_cross[layer], self.v_cross[layer], scale=1.0)
-            x = x + att.o(out.transpose(1, 2).reshape(rows, 1, -1))
-            x = block.layer[2](x)
-        logits = self.model.lm_head(self.model.decoder.final_layer_norm(x))[:, 0, :]
-        logits[:, MT5_EOS] = float("-inf")
-        values, indices = logits.topk(TOP_K, dim=-1)
-        cdf = torch.softmax(values.double(), dim=-1).cumsum(-1)
-        u = self.uniforms.index_select(1, position) * cdf[:, -1:]
-        choice = torch.searchsorted(cdf, u).clamp_(max=TOP_K - 1)
-        return indices.gather(1, choice)[:, 0]
-
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-        """``batch`` x 5 rows of 32 new tokens; ``uniforms`` is rows x 32 in [0, 1), one per row and step."""
-        self._prefill(input_ids)
-        self.uniforms.copy_(uniforms)
-        tokens = torch.full((self.rows,), MT5_PAD, device=input_ids.device, dtype=torch.long)
-        out = torch.empty((self.rows, NEW_TOKENS), device=input_ids.device, dtype=torch.long)
-        for t, position in enumerate(self.positions):
-            # a CUDA-graph replay reuses its output buffer, so each step's tokens are cloned before the next
-            # replay (feeding the graph's own output back in was refused on the H200: "overwritten by a
-            # subsequent run"), and each step is marked as a new iteration for the graph tree
-            torch.compiler.cudagraph_mark_step_begin()
-            tokens = self.step(tokens, position).clone()
-            out[:, t] = tokens
-        return out
-
-
 class Bench:
     """Runs the systems on one model and one input set and keeps their results for the JSON record."""
 
@@ -235,7 +152,7 @@ class Bench:
 
     def all_batches(self) -> list[int]:
         a = self.args
-        return [*a.hf_batches, *a.static_batches, *a.ct2_batches, *a.custom_batches]
+        return [*a.hf_batches, *a.static_batches, *a.ct2_batches, *a.xdr_batches]
 
     def batches(self, batch: int) -> list[torch.Tensor]:
         """The timed inputs: ``passages // batch`` full batches (at least one), so shapes never change."""
@@ -426,56 +343,65 @@ class Bench:
             if not ok:
                 break
 
-    def run_custom(self) -> None:
-        compile_mode = {"cuda": "reduce-overhead", "cpu": "default"}[self.device.type] if self.args.compile else None
-        note = f"hand-written loop, step compiled: {compile_mode or 'no'}"
-        for batch in self.args.custom_batches:
-            try:
-                loop = CustomLoop(self.model, batch, compile_mode)
-            except Exception as error:
-                self.results[f"custom_b{batch}"] = {
-                    "status": "oom" if is_oom(error) else "error",
-                    "error": str(error),
-                }
-                break
-            uniforms = torch.rand(
-                (batch * SAMPLES, NEW_TOKENS),
-                device=self.device,
-                dtype=torch.float64,
-                generator=torch.Generator(self.device).manual_seed(2),
-            )
+    def run_xdr_static(self) -> None:
+        from xdr.generate.decode import StaticDecoder
+        from xdr.generate.hf import Sampling, row_uniforms
 
-            def generate(ids: torch.Tensor, loop: CustomLoop = loop, uniforms: torch.Tensor = uniforms) -> int:
-                return loop.generate(ids, uniforms).shape[1]
+        sampling = Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS)
+        compile_step = self.args.compile
+        note = f"xdr StaticDecoder, step compiled: {compile_step} (CUDA graphs on GPU); numpy per-row seeding"
+        self.results["seeding"] = seeding_cost(SEEDING_ROWS)
+        for batch in self.args.xdr_batches:
+            decoder = StaticDecoder(self.model, sampling, compile=compile_step)
 
-            ok = self.measure(f"custom_b{batch}", batch, generate, note=note)
-            if ok and self.results[f"custom_b{batch}"]["status"] == "ok":
-                self.results[f"custom_b{batch}"]["agreement_with_xdr_seeded"] = self.agreement(loop)
-            del loop
+            def generate(ids: torch.Tensor, decoder: StaticDecoder = decoder) -> int:
+                uniforms = row_uniforms(range(ids.shape[0] * SAMPLES), NEW_TOKENS)  # seeding is timed too
+                out = decoder.generate(ids, torch.ones_like(ids), SAMPLES, uniforms, MT5_PAD)
+                return int((out != MT5_PAD).sum(dim=1).min())
+
+            name = f"xdr_static_b{batch}"
+            ok = self.measure(name, batch, generate, note=note)
+            if ok and self.results[name]["status"] == "ok":
+                self.results[name]["agreement_with_xdr_seeded"] = self.agreement(decoder)
+                share = self.results["seeding"]["numpy_us_per_row"] * 1e-6 * self.results[name]["queries_per_s"]
+                self.results[name]["seeding_share_of_time"] = round(share, 4)
+            del decoder
             torch._dynamo.reset()
             free_memory(self.device)
             if not ok:
                 break
 
-    def agreement(self, loop: CustomLoop) -> float | None:
-        """Share of sequences the custom loop and HF + SeededSampler draw alike from the same uniforms."""
-        try:
-            from xdr.generate.hf import Sampling, SeededSampler
-        except Exception:  # without xdr (see run_xdr_seeded) there is nothing to compare with
-            return None
-        sampling = Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS)
-        ids = self.inputs[: loop.batch].to(self.device)
-        ours = loop.generate(ids, SeededSampler(range(loop.rows), sampling).uniforms.to(self.device))
-        checked = min(loop.batch, AGREEMENT_PASSAGES)  # HF's fp32 logits of a large batch could run out of memory
-        sampler = SeededSampler(range(checked * SAMPLES), sampling)  # row r's seed is r in both runs
+    def agreement(self, decoder: Any) -> float | None:
+        """Share of sequences the static loop and HF + SeededSampler draw alike from the same row seeds."""
+        from xdr.generate.hf import Sampling, SeededSampler, row_uniforms
+
+        checked = AGREEMENT_PASSAGES  # HF's float32 logits of a large batch could run out of memory
+        ids = self.inputs[:checked].to(self.device)
+        ours = decoder.generate(ids, torch.ones_like(ids), SAMPLES, row_uniforms(range(checked * SAMPLES), NEW_TOKENS),
+                                MT5_PAD)
+        sampler = SeededSampler(range(checked * SAMPLES), Sampling(top_k=TOP_K, max_new_tokens=NEW_TOKENS))
+        free = {k: v for k, v in hf_kwargs().items() if k != "min_new_tokens"}  # EOS allowed, as in the static loop
         with torch.inference_mode():
             hf = self.model.generate(
-                input_ids=ids[:checked],
-                attention_mask=torch.ones_like(ids[:checked]),
-                **hf_kwargs(),
-                logits_processor=[sampler],
+                input_ids=ids, attention_mask=torch.ones_like(ids), **free, logits_processor=[sampler]
             )[:, 1:]
-        return round((hf == ours[: checked * SAMPLES]).all(dim=1).float().mean().item(), 4)
+        same = (hf == ours[:, : hf.shape[1]]).all(dim=1) & (ours[:, hf.shape[1] :] == MT5_PAD).all(dim=1)
+        return round(same.float().mean().item(), 4)
+
+
+def seeding_cost(rows: int) -> dict[str, Any]:
+    """Microseconds per query to hash its seed and turn it into 32 uniforms, per seeding scheme (host CPU)."""
+    from xdr.generate.base import passage_seed, row_seed
+    from xdr.generate.hf import row_uniforms
+
+    start = time.perf_counter()
+    seeds = [row_seed(passage_seed(0, f"doc{i // SAMPLES}", "ja"), i % SAMPLES) for i in range(rows)]
+    record: dict[str, Any] = {"rows": rows, "hash_us_per_row": round((time.perf_counter() - start) / rows * 1e6, 2)}
+    for scheme in ("numpy", "philox"):
+        start = time.perf_counter()
+        row_uniforms(seeds, NEW_TOKENS, scheme)
+        record[f"{scheme}_us_per_row"] = round((time.perf_counter() - start) / rows * 1e6, 2)
+    return record
 
 
 def summary(
@@ -529,9 +455,9 @@ def main() -> None:
     ap.add_argument("--hf-batches", type=int_list, help="the first is the baseline (256,512,1024,2048 | 16,32,64)")
     ap.add_argument("--static-batches", type=int_list, help="default 256,1024 on cuda | 16 on cpu")
     ap.add_argument("--ct2-batches", type=int_list, help="default 256,1024 | 16,64")
-    ap.add_argument("--custom-batches", type=int_list, help="default 256,2048 | 16,64")
+    ap.add_argument("--xdr-batches", type=int_list, help="xdr_static's (default 256,1024 | 16,64)")
     ap.add_argument("--ct2-compute-type", default=None, help="default bfloat16 on cuda, float32 on cpu (or int8)")
-    ap.add_argument("--no-compile", dest="compile", action="store_false", help="run the custom loop eagerly")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="run xdr_static's step eagerly")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads on CPU")
     ap.add_argument("--peak-tflops", type=float, default=None, help="default: the GPU's dense bf16 peak")
@@ -546,7 +472,7 @@ def main() -> None:
     args.hf_batches = args.hf_batches or ([256, 512, 1024, 2048] if on_gpu else [16, 32, 64])
     args.static_batches = args.static_batches or ([256, 1024] if on_gpu else [16])
     args.ct2_batches = args.ct2_batches or ([256, 1024] if on_gpu else [16, 64])
-    args.custom_batches = args.custom_batches or ([256, 2048] if on_gpu else [16, 64])
+    args.xdr_batches = args.xdr_batches or ([256, 1024] if on_gpu else [16, 64])
     args.ct2_compute_type = args.ct2_compute_type or ("bfloat16" if on_gpu else "float32")
     systems = [s for s in args.systems.split(",") if s]
     if unknown := set(systems) - set(SYSTEMS):
@@ -582,7 +508,7 @@ def main() -> None:
             "loop_passages": args.loop_passages,
             "repeats": args.repeats,
             "forced_length": "EOS masked until 32 new tokens (HF min_new_tokens, CT2 min_decoding_length, "
-            "custom loop masks it always): every system generates exactly 32 per sample",
+            "xdr_static: a random mT5-base never samples it): every system generates 32 per sample",
         },
         "reference_h100": REFERENCE_H100,
         "results": bench.results,
@@ -595,7 +521,7 @@ def main() -> None:
         "hf_static": bench.run_hf_static,
         "xdr_seeded": bench.run_xdr_seeded,
         "ct2": bench.run_ct2,
-        "custom": bench.run_custom,
+        "xdr_static": bench.run_xdr_static,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     for system in systems:

@@ -11,7 +11,7 @@ CUDA (fp32 on CPU).
    (:func:`~xdr.train.dual.build_sentence_transformer`, :func:`~xdr.train.dual.make_loss` with ``mnrl``,
    ``dot``, scale 1), stepped as ``SentenceTransformerTrainer`` steps it: ``model.train()``, bf16 autocast,
    ``loss(features, labels)`` (sentence-transformers merges the passage columns into one forward),
-   backward, grad-norm clipping at 1.0 (the Trainer's default ``max_grad_norm``), AdamW (fused on CUDA,
+   backward, grad-norm clipping at 1.0 (the Trainer's default ``max_grad_norm``), AdamW (fused,
    the Trainer's default ``adamw_torch_fused``), linear LR schedule, ``zero_grad``. The Trainer itself
    (dataloader, collator/tokenizer, logging, checkpoint saves) is *not* driven: the tokenizer cost is
    absent with pre-tokenised ids, and the bookkeeping would only blur the model+loss+optimizer timing.
@@ -23,6 +23,14 @@ CUDA (fp32 on CPU).
 ``torch_compile``: the whole sentence-transformers model, which the loss then calls; for ``plain`` the
 BertModel): the lever for the MFU target, since fused kernels cut the LayerNorm/GELU/dropout memory traffic
 that eager bf16 spends between the matmuls. Compilation happens in the warm-up steps.
+
+``--variants`` adds xdr systems with one speed setting of ``DualTrainingConfig`` switched from its default,
+to report what each gives (MFU with the setting on against off, same run): ``xdr_eager`` (``attention
+eager`` instead of SDPA), ``xdr_unfused`` (``fused_adamw`` off: AdamW's foreach kernels), ``xdr_gradcache``
+(``loss cached-mnrl``, GradCache with ``--mini-batch`` texts a forward: the whole 128 x 8 batch's loss
+for one extra forward pass, the way to batches beyond memory; its MFU counts useful FLOPs only, so the
+extra forward shows as a loss of MFU). Unpadding needs ``attention flash_attention_2`` and the flash-attn
+package, which the GPU image lacks; the synthetic batches here have no padding to remove anyway.
 
 Both start from the same weights. Rounds alternate the order of the systems; ``--warmup`` steps per
 system are excluded; ``torch.cuda.synchronize()`` brackets every timed block.
@@ -62,6 +70,12 @@ from xdr.runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 XQG_EPOCHS, XQG_QUESTIONS = 40, 15_250
+# xdr systems with one DualTrainingConfig speed setting switched from its default
+VARIANTS: dict[str, dict[str, Any]] = {
+    "xdr_eager": {"attention": "eager"},
+    "xdr_unfused": {"fused": False},
+    "xdr_gradcache": {"loss": "cached-mnrl"},
+}
 
 
 def synthetic_batch(n: int, length: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -99,6 +113,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--compile", action="store_true", help="torch.compile both systems (xdr train --compile)")
+    ap.add_argument("--variants", default="", help=f"comma list of {', '.join(VARIANTS)} (see the docstring)")
+    ap.add_argument("--mini-batch", type=int, default=None, help="xdr_gradcache's mini_batch_size (256 CUDA, 8 CPU)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -126,25 +142,33 @@ def main() -> None:
     spec = ModelSpec(name=f"random-bert-{size}", path=tmp.name, pooling="cls", normalize=False,
                      query_max_length=args.query_len, passage_max_length=args.passage_len)
 
+    variants = [v for v in args.variants.split(",") if v]
+    if unknown := set(variants) - set(VARIANTS):
+        ap.error(f"unknown variants {sorted(unknown)}")
+    mini_batch = args.mini_batch or (256 if cuda else 8)
+    fused_default = True  # the Trainer's adamw_torch_fused, xdr's fused_adamw default (CPU and CUDA)
+
+    def xdr_system(attention: str = "sdpa", fused: bool = fused_default, loss: str = "mnrl") -> tuple[Any, Any, Any]:
+        """xdr's model and loss (as train_dual_encoder builds them) with its optimizer and schedule."""
+        model = build_sentence_transformer(spec, device=str(device), attention=attention)
+        loss_fn = make_loss(model, loss=loss, similarity="dot", scale=1.0,
+                            mini_batch_size=mini_batch if loss == "cached-mnrl" else None)
+        if args.compile:
+            loss_fn.model = torch.compile(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, fused=fused)
+        return model, loss_fn, (opt, get_linear_schedule_with_warmup(opt, 0, 10_000))
+
     # System 1: xdr's model and loss (as train_dual_encoder builds them), stepped as the Trainer does.
-    st = build_sentence_transformer(spec, device=str(device))
-    st_loss = make_loss(st, loss="mnrl", similarity="dot", scale=1.0)
+    xdr_systems = {"xdr": xdr_system(), **{v: xdr_system(**VARIANTS[v]) for v in variants}}
+    st = xdr_systems["xdr"][0]
     # System 2: plain transformers model, same weights.
     plain = BertModel.from_pretrained(tmp.name, add_pooling_layer=False, dtype=torch.float32).to(device)
     bert_st = st[0].auto_model
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
                                                  (bert_st.state_dict()[k] for k in plain.state_dict()),
                                                  strict=True)), "the two systems start from different weights"
-
-    if args.compile:  # after the weight check: a compiled module's state_dict keys gain "_orig_mod."
-        st_loss.model = torch.compile(st)
-        plain_forward = torch.compile(plain)
-    else:
-        plain_forward = plain
-    fused = {"fused": True} if cuda else {}
-    opt_st = torch.optim.AdamW(st.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, **fused)
-    sched_st = get_linear_schedule_with_warmup(opt_st, 0, 10_000)
-    opt_plain = torch.optim.AdamW(plain.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, **fused)
+    plain_forward = torch.compile(plain) if args.compile else plain
+    opt_plain = torch.optim.AdamW(plain.parameters(), lr=args.lr, weight_decay=0.0, eps=1e-8, fused=fused_default)
 
     gen = torch.Generator().manual_seed(0)
     n_batches = 4  # a few distinct batches, cycled, so no step sees the identical input twice running
@@ -157,17 +181,22 @@ def main() -> None:
     labels = torch.arange(batch, device=device)  # MNRL: positive of query i is column i
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
 
-    def step_xdr(i: int) -> torch.Tensor:
-        q, ps = data[i % n_batches]
-        st.train()
-        with autocast:
-            loss = st_loss([q, *ps], None)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(st.parameters(), 1.0)
-        opt_st.step()
-        sched_st.step()
-        opt_st.zero_grad(set_to_none=True)
-        return loss.detach()
+    def xdr_step(name: str) -> Any:
+        model, loss_fn, (opt, sched) = xdr_systems[name]
+
+        def step(i: int) -> torch.Tensor:
+            q, ps = data[i % n_batches]
+            model.train()
+            with autocast:
+                loss = loss_fn([q, *ps], None)
+            loss.backward()  # cached-mnrl has run its own backward passes inside the loss
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            return loss.detach()
+
+        return step
 
     def step_plain(i: int) -> torch.Tensor:
         q, p = plain_data[i % n_batches]
@@ -182,13 +211,13 @@ def main() -> None:
         opt_plain.zero_grad(set_to_none=True)
         return loss.detach()
 
-    systems = {"xdr": step_xdr, "plain": step_plain}
+    systems = {"plain": step_plain, **{name: xdr_step(name) for name in xdr_systems}}
     times: dict[str, list[float]] = {k: [] for k in systems}
     losses: dict[str, list[float]] = {k: [] for k in systems}
     peak_mem: dict[str, int | None] = {k: None for k in systems}
     counter = dict.fromkeys(systems, 0)
     for r in range(args.rounds):
-        order = list(systems) if r % 2 == 0 else list(systems)[::-1]
+        order = list(systems) if r % 2 == 0 else list(systems)[::-1]  # plain first, then last
         for name in order:
             fn = systems[name]
             if cuda:
@@ -235,6 +264,11 @@ def main() -> None:
             "xqg_recipe_hours_at_this_shape": round(recipe_steps * step_s / 3600, 3),
             "xqg_recipe_hours_one_gpu": round(recipe_steps * step_s / 3600, 3) if recipe_match else None,
         }
+    for name in variants:
+        if peak:
+            results[name]["mfu_minus_xdr"] = round(results[name]["mfu"] - results["xdr"]["mfu"], 4)
+        results[name]["throughput_ratio_to_xdr"] = round(results[name]["passages_per_s"]
+                                                         / results["xdr"]["passages_per_s"], 4)
     results["ratio_xdr_over_plain_throughput"] = round(results["xdr"]["passages_per_s"]
                                                        / results["plain"]["passages_per_s"], 4)
     paired = [p / x for x, p in zip(times["xdr"], times["plain"], strict=True)]
@@ -252,16 +286,16 @@ def main() -> None:
                      "passages_per_step": n_passages, "query_len": args.query_len,
                      "passage_len": args.passage_len, "warmup_steps": warmup, "timed_steps": steps,
                      "rounds": args.rounds, "lr": args.lr, "threads": torch.get_num_threads(),
-                     "torch_compile": args.compile,
+                     "torch_compile": args.compile, "variants": variants, "gradcache_mini_batch": mini_batch,
                      "loss": "InfoNCE, in-batch + hard negatives, dot, scale 1, CLS pooling",
                      "data": "synthetic random token ids, exact lengths, no padding, 4 batches cycled"},
         "systems": {
             "xdr": "xdr.train.dual.build_sentence_transformer + make_loss('mnrl', 'dot', 1.0); the "
                    "SentenceTransformerTrainer step (autocast, backward, clip 1.0, AdamW"
-                   + (" fused" if cuda else "") + ", linear schedule) replayed without the Trainer's "
+                   + " fused" + ", linear schedule) replayed without the Trainer's "
                    "dataloader, tokenisation, logging and checkpointing",
             "plain": "transformers BertModel (no pooler), CLS, q @ p.T, cross-entropy, AdamW"
-                     + (" fused" if cuda else "") + ", no clipping",
+                     + " fused" + ", no clipping",
         },
         "results": results,
         "model_flops_per_step": flops,
@@ -275,7 +309,7 @@ def main() -> None:
         "machine": info,
         "command": " ".join(shlex.quote(x) for x in [sys.executable, *sys.argv]),
     }
-    name = f"train_speed_{device.type}_{size}{'_compile' * args.compile}.json"
+    name = f"train_speed_{device.type}_{size}{'_compile' * args.compile}{'_variants' * bool(variants)}.json"
     out = args.out or REPO / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

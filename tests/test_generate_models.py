@@ -123,7 +123,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch, owner: Any) -> tuple[RecordingTokenize
 
 
 def test_seq2seq_prompts_and_sampling_settings(mt5_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gen = Seq2SeqGenerator(str(mt5_dir), batch_size=2)
+    gen = Seq2SeqGenerator(str(mt5_dir), batch_size=2, decode="hf")  # the HF path shows its settings
     recorder, calls = _spy(monkeypatch, gen)
     out = gen.generate(PASSAGES, "ja", 3, seed=7)
 
@@ -149,7 +149,7 @@ def test_seq2seq_prompts_and_sampling_settings(mt5_dir: Path, monkeypatch: pytes
 
 
 def test_seq2seq_truncates_inputs(mt5_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gen = Seq2SeqGenerator(str(mt5_dir), max_input_length=8)
+    gen = Seq2SeqGenerator(str(mt5_dir), max_input_length=8, decode="hf")
     _, calls = _spy(monkeypatch, gen)
     gen.generate(PASSAGES, "ru", 1, seed=0)
     assert calls[0]["input_ids"].shape[1] == 8
@@ -255,3 +255,111 @@ def test_hf_chat_backend_passes_gguf_file(monkeypatch: pytest.MonkeyPatch, llama
     monkeypatch.setattr("xdr.generate.llm.AutoModelForCausalLM.from_pretrained", lambda name, **kw: model)
     backend = HFChatBackend("org/model-GGUF", gguf_file="model.Q4_K_M.gguf", device="cpu")
     assert backend.config["gguf_file"] == "model.Q4_K_M.gguf"
+
+
+def _eos_prone(gen: Seq2SeqGenerator) -> Seq2SeqGenerator:
+    """Give EOS a large logit on some inputs, so rows stop at different steps and some run to the end."""
+    eos = gen.tokenizer.eos_token_id
+    with torch.no_grad():
+        head = gen.model.lm_head.weight
+        head[eos] = head[5] * 3
+    return gen
+
+
+@pytest.mark.parametrize(
+    ("sampling", "min_stops"),
+    [(Sampling(), 4), (Sampling(top_k=None, top_p=0.9, temperature=0.7, max_new_tokens=12), 1)],
+    ids=["topk", "topp"],
+)
+def test_static_decoder_draws_what_hf_generate_draws(
+    mt5_dir: Path, sampling: Sampling, min_stops: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hf = _eos_prone(Seq2SeqGenerator(str(mt5_dir), batch_size=2, decode="hf", sampling=sampling))
+    static = _eos_prone(Seq2SeqGenerator(str(mt5_dir), batch_size=2, decode="static", sampling=sampling))
+    assert hf.decoder is None and static.decoder is not None
+    outputs: list[torch.Tensor] = []
+    real = static.decoder.generate
+    monkeypatch.setattr(static.decoder, "generate", lambda *a, **kw: outputs.append(real(*a, **kw)) or outputs[-1])
+    expected = hf.generate(PASSAGES, "ja", 4, seed=7)  # batches of mixed lengths, 4 samples a passage
+    assert static.generate(PASSAGES, "ja", 4, seed=7) == expected
+    eos = static.tokenizer.eos_token_id
+    stops = {int((row == eos).nonzero()[0]) if (row == eos).any() else -1 for out in outputs for row in out}
+    assert -1 in stops and len(stops) >= min_stops  # top-k: rows stopped at different steps, some ran to the end
+    # another batch size and order: the same queries (per-row seeds, batch-independent)
+    static.batch_size = 3
+    assert static.generate(PASSAGES[::-1], "ja", 4, seed=7)[::-1] == expected
+    assert static.generate(PASSAGES[1:2], "ja", 4, seed=7) == expected[1:2]
+
+
+def test_static_decoder_tokens_equal_hf_tokens(mt5_dir: Path) -> None:
+    """Token for token, pad after EOS included, on a T5 whose decoder output is scaled before its LM head."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from xdr.generate.decode import StaticDecoder
+    from xdr.generate.hf import SeededSampler, row_uniforms
+
+    tok = _tokenizer()
+    config = T5Config(
+        vocab_size=len(tok), d_model=32, d_ff=64, d_kv=16, num_layers=2, num_decoder_layers=2, num_heads=2,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+        initializer_factor=0.1, feed_forward_proj="gated-gelu", tie_word_embeddings=True,
+    )
+    torch.manual_seed(1)
+    model = T5ForConditionalGeneration(config).eval()
+    assert model.config.scale_decoder_outputs
+    sampling = Sampling(top_k=20, max_new_tokens=10)
+    enc = tok([p.text for p in PASSAGES[:3]], padding=True, return_tensors="pt")
+    seeds = list(range(6))
+    with torch.inference_mode():
+        hf = model.generate(
+            **enc, do_sample=True, top_k=20, num_return_sequences=2, max_new_tokens=10,
+            logits_processor=[SeededSampler(seeds, sampling)], pad_token_id=tok.pad_token_id,
+        )[:, 1:]
+    args = (enc["input_ids"], enc["attention_mask"], 2, row_uniforms(seeds, 10), tok.pad_token_id)
+    ours = StaticDecoder(model, sampling).generate(*args)
+    assert torch.equal(ours[:, : hf.shape[1]], hf) and (ours[:, hf.shape[1] :] == tok.pad_token_id).all()
+    # padded to fixed shapes (as for CUDA graphs): filler rows after a larger batch, masked key padding
+    fixed = StaticDecoder(model, sampling, fixed_shapes=True)
+    wide = tok([p.text for p in PASSAGES], padding=True, return_tensors="pt")
+    fixed.generate(wide["input_ids"], wide["attention_mask"], 2, row_uniforms(range(10), 10), tok.pad_token_id)
+    assert torch.equal(fixed.generate(*args), ours)
+    assert list(fixed._buffers) == [(5, 2, 128)]  # one shape (5 passages, 128 keys) served both batches
+
+
+def test_static_decoder_refuses_what_it_cannot_match(mt5_dir: Path, llama_dir: Path) -> None:
+    from xdr.generate.decode import unsupported_reason
+
+    gen = Seq2SeqGenerator(str(mt5_dir), decode="hf")
+    assert unsupported_reason(gen.model) is None
+    gen.model.generation_config.repetition_penalty = 1.3  # an extra processor ahead of the seeded sampler
+    assert "repetition_penalty" in (unsupported_reason(gen.model) or "")
+    assert "not a T5-family" in (unsupported_reason(LlamaForCausalLM.from_pretrained(llama_dir)) or "")
+
+
+def test_philox_matches_known_answers_and_keeps_batch_independence(mt5_dir: Path) -> None:
+    import numpy as np
+
+    from xdr.generate.hf import philox4x32, row_uniforms
+
+    # Random123's known-answer vectors for philox4x32-10
+    counter = np.array([[0, 0, 0, 0], [0xFFFFFFFF] * 4, [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344]])
+    key = np.array([[0, 0], [0xFFFFFFFF] * 2, [0xA4093822, 0x299F31D0]])
+    expected = [
+        [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8],
+        [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ]
+    assert philox4x32(counter.astype(np.uint64), key.astype(np.uint64)).tolist() == expected
+    seeds = [3, 2**62 + 5, 3]
+    u = row_uniforms(seeds, 6, "philox")
+    assert u.dtype == torch.float64 and ((u >= 0) & (u < 1)).all()
+    assert torch.equal(u[0], u[2]) and not torch.equal(u[0], u[1])  # a function of the row's seed alone
+    assert torch.equal(row_uniforms(seeds[1:2], 6, "philox")[0], u[1])
+
+    gen = Seq2SeqGenerator(str(mt5_dir), batch_size=4, seeding="philox")
+    assert gen.config["seeding"] == "philox" and "seeding" not in Seq2SeqGenerator(str(mt5_dir)).config
+    out = gen.generate(PASSAGES, "ru", 3, seed=1)
+    assert Seq2SeqGenerator(str(mt5_dir), batch_size=1, decode="hf", seeding="philox").generate(
+        PASSAGES[::-1], "ru", 3, seed=1
+    )[::-1] == out
+    assert out != Seq2SeqGenerator(str(mt5_dir), batch_size=4).generate(PASSAGES, "ru", 3, seed=1)

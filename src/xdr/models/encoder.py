@@ -5,13 +5,16 @@ into batches, so each batch is nearly rectangular. Two limits shape a batch: ``b
 sentence-transformers calls a batch) and a ``token_budget`` of padded tokens; with the text limit lifted
 (``batch_size=None``), short texts ride in large batches, which is what a GPU needs. Tokenisation (CPU)
 is split from the forward pass so that on CUDA a background thread prepares the next batches in pinned
-memory while the GPU runs the current one.
+memory while the GPU runs the current one, and with ``tokenizer_workers`` the tokenising itself runs in
+worker processes (:mod:`xdr.models.tokenize`), chunks ahead of the model.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +26,7 @@ from xdr.config import ModelSpec
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.models.base import Kind
+from xdr.models.tokenize import TokenizerPool, token_ids
 from xdr.models.weights import max_positions
 from xdr.runtime import resolve_device, resolve_dtype
 
@@ -85,8 +89,27 @@ def _check_lengths(spec: ModelSpec, config: Any, tokenizer: PreTrainedTokenizerB
                            f"use at most {positions}")
 
 
+AUTO_WORKERS_MIN_TEXTS = 32768  # below this, starting worker processes costs more than it saves
+
+
+def auto_tokenizer_workers(device: torch.device, texts: int) -> int:
+    """Tokenizer processes for ``texts`` texts when none are asked for: on CUDA, for large inputs, all
+    cores but two (the encoding process and its batching thread), at most 8; none on a CPU, whose
+    cores the model needs."""
+    if device.type != "cuda" or texts < AUTO_WORKERS_MIN_TEXTS:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 2))
+
+
 class Encoder:
-    """A loaded model plus the spec that says how to prefix, truncate, pool and normalise."""
+    """A loaded model plus the spec that says how to prefix, truncate, pool and normalise.
+
+    ``tokenizer_workers`` is the number of processes that tokenise ahead of the model (0, the default:
+    tokenise in this process; None: :func:`auto_tokenizer_workers` per call); the vectors are the same
+    either way. The processes start on first use, with ``spawn`` (so a script that uses them needs the
+    ``if __name__ == "__main__":`` guard that any multiprocessing needs), and stop with :meth:`close` or
+    when the encoder is collected.
+    """
 
     def __init__(
         self,
@@ -94,17 +117,25 @@ class Encoder:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         device: torch.device,
+        tokenizer_workers: int | None = 0,
     ) -> None:
         self.spec = spec
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
+        if tokenizer_workers is not None and (isinstance(tokenizer_workers, bool) or tokenizer_workers < 0):
+            raise XdrError(f"tokenizer_workers must be 0 or more, not {tokenizer_workers!r}")
+        self.tokenizer_workers = tokenizer_workers
+        self._pool: TokenizerPool | None = None
+        self._pool_finalizer: weakref.finalize | None = None
         self.dim: int = int(model.config.hidden_size)
         pad = tokenizer.pad_token_id
         self.pad_id: int = int(pad if pad is not None else 0)
 
     @classmethod
-    def load(cls, model: ModelSpec | str, device: str | torch.device | None = None) -> Encoder:
+    def load(
+        cls, model: ModelSpec | str, device: str | torch.device | None = None, *, tokenizer_workers: int | None = 0
+    ) -> Encoder:
         """Load a model onto ``device`` (default: CUDA when available) in eval mode.
 
         ``model`` is a :class:`ModelSpec` or what ``--model`` takes: a registry name (``"me5-small"``), a
@@ -127,7 +158,7 @@ class Encoder:
         except OSError as e:  # files vanished since resolve_spec, or weights not downloadable offline
             raise missing_model_error(spec.name, f"loading {spec.path} failed: {str(e)[:300]}") from e
         _check_lengths(spec, model.config, tokenizer)
-        return cls(spec, model.to(dev).eval(), tokenizer, dev)
+        return cls(spec, model.to(dev).eval(), tokenizer, dev, tokenizer_workers)
 
     def with_spec(self, spec: ModelSpec) -> Encoder:
         """This encoder's loaded model and tokenizer under ``spec`` (e.g. another query max length or prefix).
@@ -139,7 +170,24 @@ class Encoder:
         if resolve_dtype(spec.dtype, self.device) != self.model.dtype:
             raise XdrError(f"dtype {spec.dtype} differs from the loaded model's {self.model.dtype}; load the "
                            "model again with Encoder.load for another dtype")
-        return type(self)(spec, self.model, self.tokenizer, self.device)
+        return type(self)(spec, self.model, self.tokenizer, self.device, self.tokenizer_workers)
+
+    def close(self) -> None:
+        """Stop the tokenizer processes, if any started; a later encode starts them again."""
+        if self._pool_finalizer is not None:
+            self._pool_finalizer()
+        self._pool = self._pool_finalizer = None
+
+    def _workers_pool(self, texts: int) -> TokenizerPool | None:
+        workers = self.tokenizer_workers
+        workers = auto_tokenizer_workers(self.device, texts) if workers is None else workers
+        if not workers:
+            return None
+        if self._pool is None or self._pool.workers != workers:
+            self.close()
+            self._pool = TokenizerPool(self.tokenizer, workers)
+            self._pool_finalizer = weakref.finalize(self, self._pool.close)
+        return self._pool
 
     def prefix(self, kind: Kind) -> str:
         return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
@@ -150,14 +198,7 @@ class Encoder:
     def tokenize(self, texts: Sequence[str], kind: Kind) -> list[list[int]]:
         """Token ids with the kind's prefix and special tokens, truncated to the kind's max length."""
         p = self.prefix(kind)
-        enc = self.tokenizer(
-            [p + t for t in texts],
-            truncation=True,
-            max_length=self.max_length(kind),
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return enc["input_ids"]
+        return token_ids(self.tokenizer, [p + t for t in texts], self.max_length(kind))
 
     def collate(self, ids: Sequence[Sequence[int]], rows: np.ndarray, pin: bool = False) -> Batch:
         """Pad one batch into tensors (pinned when a GPU will copy them asynchronously)."""
@@ -194,8 +235,15 @@ class Encoder:
         self, texts: Sequence[str], kind: Kind, token_budget: int, max_rows: int | None, chunk_size: int
     ) -> Iterator[Batch]:
         pin = self.device.type == "cuda"
-        for start in range(0, len(texts), chunk_size):
-            ids = self.tokenize(texts[start : start + chunk_size], kind)
+        starts = range(0, len(texts), chunk_size)
+        chunks: Iterator[Sequence[Sequence[int]]]
+        if pool := self._workers_pool(len(texts)):
+            p = self.prefix(kind)
+            prefixed = ([p + t for t in texts[s : s + chunk_size]] for s in starts)
+            chunks = pool.tokenize_chunks(prefixed, self.max_length(kind))
+        else:
+            chunks = (self.tokenize(texts[s : s + chunk_size], kind) for s in starts)
+        for start, ids in zip(starts, chunks, strict=True):
             for group in plan_batches([len(x) for x in ids], token_budget, max_rows=max_rows):
                 yield self.collate([ids[i] for i in group], group + start, pin=pin)
 

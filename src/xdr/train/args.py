@@ -44,6 +44,20 @@ class Loss(str, Enum):
         return self.value
 
 
+class Attention(str, Enum):
+    """The attention kernels of the encoder: ``sdpa`` (PyTorch's fused attention: flash or memory-efficient
+    kernels on a GPU, in bf16), ``eager`` (transformers' matmul-softmax-matmul), or ``flash_attention_2``
+    (the flash-attn package; sentence-transformers then also drops padding: variable-length batches are
+    packed into one sequence, so no FLOP is spent on pad tokens)."""
+
+    SDPA = "sdpa"
+    EAGER = "eager"
+    FLASH_ATTENTION_2 = "flash_attention_2"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Similarity(str, Enum):
     """How the dual-encoder loss scores a query against a passage."""
 
@@ -139,11 +153,16 @@ class DualTrainingConfig(TrainingConfig):
     and 1 for dot; ``mini_batch_size`` to 32 with ``cached-mnrl`` (see :meth:`for_spec`). Each query sees
     ``batch_size · (1 + negatives_per_query)`` passages, times the device count with
     ``gather_across_devices``. ``grad_accum`` adds no negatives (each micro-batch has its own softmax): for
-    big batches use ``cached-mnrl`` with a small ``mini_batch_size``. ``torch_compile`` runs the model
-    through ``torch.compile``, a speed setting a run may resume with or without.
+    big batches use ``cached-mnrl`` with a small ``mini_batch_size`` (GradCache: the loss and gradients of
+    the whole batch, ``mini_batch_size`` texts in memory at a time, for one extra forward pass).
+
+    Speed settings, which a run may resume with or without since they compute the same loss up to
+    rounding: ``torch_compile`` runs the model through ``torch.compile``; ``attention`` picks the attention
+    kernels (see :class:`Attention`); ``fused_adamw`` steps AdamW in one fused kernel (the Trainer's
+    ``adamw_torch_fused``) rather than one per tensor.
     """
 
-    RESUMABLE: ClassVar[frozenset[str]] = TrainingConfig.RESUMABLE | {"torch_compile"}
+    RESUMABLE: ClassVar[frozenset[str]] = TrainingConfig.RESUMABLE | {"torch_compile", "attention", "fused_adamw"}
 
     epochs: Positive = 1.0
     lr: Positive = 1e-5
@@ -157,6 +176,8 @@ class DualTrainingConfig(TrainingConfig):
     warmup_steps: NonNegativeInt = 0
     weight_decay: NonNegative = 0.0
     torch_compile: bool = False
+    attention: Attention = Attention.SDPA
+    fused_adamw: bool = True
 
     def for_spec(self, spec: ModelSpec) -> DualTrainingConfig:
         """The settings a run of ``spec`` uses: defaults that depend on the model filled in, and
@@ -177,6 +198,7 @@ class DualTrainingConfig(TrainingConfig):
             "warmup_steps": self.warmup_steps,
             "weight_decay": self.weight_decay,
             "torch_compile": self.torch_compile,
+            "optim": "adamw_torch_fused" if self.fused_adamw else "adamw_torch",
             "dataloader_drop_last": self.gather_across_devices,  # all_gather needs equal batches on every device
         }
 

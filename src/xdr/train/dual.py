@@ -45,7 +45,7 @@ from xdr.config import ModelSpec
 from xdr.data.schema import TrainingExample
 from xdr.errors import XdrError
 from xdr.runtime import resolve_device, resolve_dtype
-from xdr.train.args import DualTrainingConfig, Loss, Similarity, trainer_arguments
+from xdr.train.args import Attention, DualTrainingConfig, Loss, Similarity, trainer_arguments
 from xdr.train.checkpoints import CHECKPOINTS_DIR, MODEL_DIR, clear_stage, publish_model, resume_point, train_or_resume
 from xdr.train.sources import TrainingSource
 
@@ -194,25 +194,36 @@ def make_loss(
     )
 
 
+def _attention_kwargs(attention: Attention | str) -> dict[str, Any]:
+    """transformers' ``attn_implementation`` for ``attention``; flash-attn is checked here, before loading."""
+    attention = _choice(Attention, "attention", attention)
+    if attention == Attention.FLASH_ATTENTION_2 and importlib.util.find_spec("flash_attn") is None:
+        raise XdrError("attention flash_attention_2 needs the flash-attn package (pip install flash-attn) and "
+                       "a CUDA GPU; use attention sdpa")
+    return {"attn_implementation": attention.value}
+
+
 def build_sentence_transformer(
-    spec: ModelSpec, device: str | None = None, *, checkpoint: str | Path | None = None
+    spec: ModelSpec, device: str | None = None, *, checkpoint: str | Path | None = None,
+    attention: Attention | str = Attention.SDPA,
 ) -> SentenceTransformer:
     """A sentence-transformers model that embeds as ``spec`` says (pooling, normalisation, prompts).
 
     Weights come from ``spec.path`` in fp32 (mixed precision needs fp32 master weights), or from a
-    sentence-transformers ``checkpoint`` of an earlier run.
+    sentence-transformers ``checkpoint`` of an earlier run. ``attention`` picks the attention kernels
+    (:class:`~xdr.train.args.Attention`).
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     prompts = {"query": spec.query_prefix, "passage": spec.passage_prefix}
     similarity_fn_name = "cosine" if spec.normalize else "dot"
+    model_kwargs = {"dtype": torch.float32, **_attention_kwargs(attention)}
     if checkpoint is not None:
-        model = SentenceTransformer(str(checkpoint), device=device, model_kwargs={"dtype": torch.float32})
+        model = SentenceTransformer(str(checkpoint), device=device, model_kwargs=model_kwargs)
     else:
         try:
-            transformer = Transformer(spec.path, max_seq_length=spec.passage_max_length,
-                                      model_kwargs={"dtype": torch.float32})
+            transformer = Transformer(spec.path, max_seq_length=spec.passage_max_length, model_kwargs=model_kwargs)
         except (OSError, ValueError) as e:
             raise XdrError(f"cannot load {spec.path!r} as a transformers encoder: {str(e)[:300]}") from e
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=spec.pooling)
@@ -328,7 +339,8 @@ def train_dual_encoder(
 
     checkpoint, state, finished = resume_point(out)
     torch.manual_seed(config.seed)  # any randomly initialised module (none for BERT-like towers) is seeded too
-    model = build_sentence_transformer(spec, device=str(torch_device), checkpoint=checkpoint if finished else None)
+    model = build_sentence_transformer(spec, device=str(torch_device), checkpoint=checkpoint if finished else None,
+                                       attention=config.attention)
 
     from datasets import Dataset
 
