@@ -92,6 +92,7 @@ def cases(a: dict[str, Path]) -> dict[str, list[str]]:
         "train scale nan": ["train", "--train", queries, *tiny, "--scale", "nan", "--out", "OUT"],
         "train epochs nan": ["train", "--train", queries, *tiny, "--epochs", "nan", "--out", "OUT"],
         "train warmup -5": ["train", "--train", queries, *tiny, "--warmup-steps", "-5", "--out", "OUT"],
+        "train attention bogus": ["train", "--train", queries, *tiny, "--attention", "bogus", "--out", "OUT"],
         "train unknown language": ["train", "--train", f"xx:{queries}", *tiny, "--out", "OUT"],
         "generate n 0": ["generate", "run", corpus, "--langs", "de", "--n", "0", "--out", "OUT"],
         "generate unknown language": ["generate", "run", corpus, "--langs", "zz", "--out", "OUT"],

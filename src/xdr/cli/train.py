@@ -162,6 +162,8 @@ def train_cmd(
     dtype: DTypeOpt = None,
     device: DeviceOpt = None,
     torch_compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile (GPU speed)")] = False,
+    attention: Annotated[str, typer.Option(help="sdpa, eager or flash_attention_2 (needs flash-attn)")] = "sdpa",
+    fused_adamw: Annotated[bool, typer.Option(help="AdamW in one fused kernel (CUDA)")] = True,
     push_to_hub: PushOpt = None,
 ) -> None:
     """Fine-tune a dual encoder with contrastive InfoNCE over in-batch and hard negatives; resumes after a kill."""
@@ -186,7 +188,8 @@ def train_cmd(
             negatives_per_query=negatives, loss=loss, mini_batch_size=mini_batch_size, similarity=similarity,
             scale=scale, gather_across_devices=gather_across_devices, epochs=epochs, max_steps=max_steps, lr=lr,
             warmup_steps=warmup_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed, dtype=spec.dtype,
-            device=device, torch_compile=torch_compile, save_steps=save_steps,
+            device=device, torch_compile=torch_compile, attention=attention, fused_adamw=fused_adamw,
+            save_steps=save_steps,
         ),
         eval_set=eval_set,
     )

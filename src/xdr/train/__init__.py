@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from xdr.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from xdr.train.args import DualTrainingConfig, GeneratorTrainingConfig, Loss, Similarity, TrainingConfig
+    from xdr.train.args import Attention, DualTrainingConfig, GeneratorTrainingConfig, Loss, Similarity, TrainingConfig
     from xdr.train.dual import EvalSet, train_dual_encoder, trained_spec
     from xdr.train.generator import QuestionPair, read_source, train_generator
     from xdr.train.sources import TrainingSource
 
 _LAZY = {
+    "Attention": "xdr.train.args",
     "TrainingConfig": "xdr.train.args",
     "DualTrainingConfig": "xdr.train.args",
     "GeneratorTrainingConfig": "xdr.train.args",
@@ -37,6 +38,7 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
+    "Attention",
     "DualTrainingConfig",
     "EvalSet",
     "GeneratorTrainingConfig",
