@@ -70,3 +70,14 @@ def test_prefix_of_a_larger_run_is_the_smaller_run_and_resumes(derive: ModuleTyp
 
     run_generation(passages, LLMGenerator(SeededBackend()), derived, langs=langs, n=2, shard_size=2, progress=False)
     assert table(derived).equals(table(direct))
+
+
+def test_extend_goes_on_with_the_live_server(derive: ModuleType, tmp_path: Path) -> None:
+    passages = [Passage(f"p{i}", f"The lake number {i} is very deep and very cold.") for i in range(6)]
+    source, direct, derived = tmp_path / "n4", tmp_path / "n2", tmp_path / "n2-derived"
+    run_generation(passages[:2], LLMGenerator(SeededBackend()), source, langs=["de"], n=4, shard_size=2,
+                   progress=False)
+    run_generation(passages, LLMGenerator(SeededBackend()), direct, langs=["de"], n=2, shard_size=2, progress=False)
+    replay = derive.PrefixReplay(LLMGenerator(SeededBackend()), source, extend=True)
+    run_generation(passages, replay, derived, langs=["de"], n=2, shard_size=2, progress=False)
+    assert table(derived).equals(table(direct)) and replay.asked >= 4  # the 4 passages past the source

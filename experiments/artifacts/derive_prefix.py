@@ -1,7 +1,7 @@
 """Start a generate artifact with fewer samples per (passage, language) from the finished shards of a larger run.
 
     python experiments/artifacts/derive_prefix.py --source experiments/artifacts/xqg-real-gen \\
-        --corpus runs/xquad-r/data/corpus.parquet --n 4 --shard-size 8 --out experiments/artifacts/xqg-real-gen-n4
+        --corpus runs/xquad-r/data/corpus.parquet --n 4 --shard-size 4 --out experiments/artifacts/xqg-real-gen-n4
 
 The seed of sample k depends only on (run seed, docid, language, k) (``xdr.generate.base``), so samples
 0..n-1 of an n = 8 run are the n = 4 run's, provided the server answers a seed the same way. One catch
@@ -11,7 +11,10 @@ longer tells which seed failed. Those groups are asked again from the live serve
 0..n-1; every other group's first n rows are copied. The rows go through ``run_generation`` with the same
 generator name and config as ``xdr generate run --generator openai --model qwen`` and today's filters, so
 the result is exactly an interrupted run of those settings: it stops at the first shard the source does
-not fully cover, and ``xdr generate run ... --n 4 --shard-size 8 --out <out>`` resumes it from there.
+not fully cover, and ``xdr generate run ... --n 4 --shard-size 4 --out <out>`` resumes it from there.
+``--extend`` goes on with the live server instead, with a per-request timeout of its own (``--timeout``;
+the CLI's client waits 120 s, which a niced server on busy cores can exceed); rerunning the same command
+resumes it, as the CLI would.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xdr.data import read_passages
+from xdr.data import count_rows, read_passages
 from xdr.data.schema import Passage
-from xdr.generate import make_generator, run_generation
+from xdr.generate import run_generation
 from xdr.generate.artifact import read_generated, shard_paths
-from xdr.generate.llm import LLMGenerator
+from xdr.generate.llm import LLMGenerator, OpenAIChatBackend
 from xdr.langs import parse_langs
 
 log = logging.getLogger("derive_prefix")
@@ -42,8 +45,8 @@ class NotCovered(Exception):
 class PrefixReplay:
     """The live generator's identity, answering from a larger run's stored rows where they are exact."""
 
-    def __init__(self, live: LLMGenerator, source: Path) -> None:
-        self.live = live
+    def __init__(self, live: LLMGenerator, source: Path, extend: bool = False) -> None:
+        self.live, self.extend = live, extend
         self.stored: dict[tuple[str, str], list[str | None]] = defaultdict(list)
         for row in read_generated(source, kept_only=False, partial=True):
             self.stored[(row.docid, row.lang)].append(row.query)
@@ -58,21 +61,20 @@ class PrefixReplay:
         return self.live.config
 
     def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
-        missing = [p.id for p in passages if (p.id, lang) not in self.stored]
-        if missing:
-            raise NotCovered(missing[0])
-        out: list[list[str]] = []
+        copied: dict[str, list[str]] = {}
         for p in passages:
-            rows = self.stored[(p.id, lang)]
-            if len(rows) < n:
+            rows = self.stored.get((p.id, lang), [])
+            if len(rows) >= n and None not in rows:
+                copied[p.id] = [q for q in rows[:n] if q is not None]
+            elif not self.extend and len(rows) < n:
                 raise NotCovered(p.id)
-            if None in rows:  # an unparsed answer: which seed failed is lost, so ask for seeds 0..n-1 again
-                out.append(self.live.generate([p], lang, n, seed)[0])
-                self.asked += 1
-            else:
-                out.append([q for q in rows[:n] if q is not None])
-                self.copied += 1
-        return out
+        # the rest: groups whose unparsed answer hid which seed failed (ask seeds 0..n-1 again), and with
+        # extend, passages the source has not reached; one call, so their requests run concurrently
+        ask = [p for p in passages if p.id not in copied]
+        asked = dict(zip([p.id for p in ask], self.live.generate(ask, lang, n, seed) if ask else [], strict=True))
+        self.copied += len(copied)
+        self.asked += len(ask)
+        return [copied[p.id] if p.id in copied else asked[p.id] for p in passages]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,23 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-size", type=int, required=True)
     ap.add_argument("--model", default="qwen")
     ap.add_argument("--base-url", default="http://127.0.0.1:8080/v1")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4, help="requests in flight (the server's slots)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per request (a niced server is slow)")
+    ap.add_argument("--extend", action="store_true",
+                    help="go on past the source's coverage with the live server, to the end of the corpus")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     params = json.loads((args.source / "meta.json").read_text())["params"]
     if args.n > params["n"]:
         sys.exit(f"--n {args.n} is more than the source's n = {params['n']}")
-    live = make_generator("openai", model=args.model, base_url=args.base_url, concurrency=args.concurrency)
+    # the generator `xdr generate run --generator openai --model qwen` builds; the timeout is not in its config
+    live = LLMGenerator(OpenAIChatBackend(args.model, args.base_url, concurrency=args.concurrency,
+                                          timeout=args.timeout))
     if live.config != params["generator_config"]:
         sys.exit("the source was generated with another generator config; a prefix of it is not this run's")
-    replay = PrefixReplay(live, args.source)
+    replay = PrefixReplay(live, args.source, extend=args.extend)
     try:
         run_generation(read_passages(args.corpus), replay, args.out, langs=parse_langs(",".join(params["langs"])),
-                       n=args.n, seed=params["seed"], shard_size=args.shard_size, progress=False)
+                       n=args.n, seed=params["seed"], shard_size=args.shard_size, total=count_rows(args.corpus))
     except NotCovered as e:
         log.info("stopped before passage %s, which %s does not cover", e, args.source)
-    log.info("%s: %d shards; groups copied %d, asked again %d", args.out, len(shard_paths(args.out)),
+    log.info("%s: %d shards; groups copied %d, asked from the server %d", args.out, len(shard_paths(args.out)),
              replay.copied, replay.asked)
     return 0
 
