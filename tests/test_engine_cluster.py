@@ -1,5 +1,5 @@
 """The Ray engine on a real two-node cluster (loopback, private namespaces): the same bytes as the local engine
-for encode, generate, augment and maxsim-store; a lost worker's shards retried; a killed driver resumed.
+for encode, generate and augment; a lost worker's shards retried; a killed driver resumed.
 
 One cluster serves every scenario (a start costs ~30 s here). The local reference runs in this process.
 """
@@ -17,10 +17,9 @@ from test_generate_models import mt5_dir  # noqa: F401  (the tiny random mT5 fix
 from xdr.artifacts import read_meta
 from xdr.config import ModelSpec
 from xdr.data import read_passages
-from xdr.encode import EncoderLoader, encode_passages, encode_queries
+from xdr.encode import EncoderLoader, encode_passages
 from xdr.engine import EngineSettings
 from xdr.generate import make_generator, run_generation
-from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries
 
 LOCAL = EngineSettings(threads=1)
 N, SHARD = 24, 3  # 8 shards
@@ -33,10 +32,9 @@ from pathlib import Path
 from xdr.augment import augment
 from xdr.config import ModelSpec
 from xdr.data import read_passages
-from xdr.encode import EncoderLoader, encode_passages, encode_queries
+from xdr.encode import EncoderLoader, encode_passages
 from xdr.engine import EngineSettings
 from xdr.generate import make_generator, run_generation
-from xdr.maxsim import build_vector_store
 
 root, scenario = Path(sys.argv[1]), sys.argv[2]
 args = json.loads((root / "args.json").read_text())
@@ -72,10 +70,6 @@ if scenario == "stages":
     run_generation(read_passages(corpus), gen, root / "ray/gen", langs=["de", "ja"], n=2, shard_size=3,
                    engine=RAY, progress=False)
     augment(root / "ray/enc", root / "ray/gen", root / "ray/aug", chunk_size=2, engine=RAY, progress=False)
-    gspec = spec.model_copy(update={"query_max_length": 32})
-    encode_queries(generated_as_queries(root / "ray/gen"), EncoderLoader(gspec), root / "ray/q/gen-emb",
-                   shard_size=5, engine=RAY, progress=False)
-    build_vector_store(root / "ray/q/gen-emb", root / "ray/store", dtype="int8", engine=RAY, progress=False)
 else:  # a slow encode into root/scenario
     encode_passages(read_passages(corpus), Slow(EncoderLoader(spec)), root / scenario, shard_size=3,
                     engine=RAY, progress=False)
@@ -86,15 +80,18 @@ SCRIPT = """
 cd "$ROOT"
 shards() {{ ls "$1"/part-*.npy 2>/dev/null | wc -l; }}
 wait_shards() {{ for _ in $(seq 600); do [ "$(shards "$1")" -ge {n} ] && return 0; sleep 0.1; done; return 1; }}
+echo "cluster up: $SECONDS s"
 "$PY" driver.py "$ROOT" stages
-# a lost worker: kill the second node's worker processes (Ray's actors) mid-job
+echo "stages done: $SECONDS s"
+# a lost worker: kill the second node's worker processes (Ray's actors, not the node's agents) mid-job
 "$PY" driver.py "$ROOT" fault & job=$!
 wait_shards fault
-victims=$(pgrep -P "$RAYLET_1" -f '^ray::' || true)
+victims=$(pgrep -P "$RAYLET_1" -f '^ray::_Worker' || true)
 test -n "$victims"
 kill -9 $victims
 echo "killed workers: $(echo $victims | wc -w)"
 wait $job
+echo "fault done: $SECONDS s"
 # a killed driver: kill it mid-job, note the finished shards, run it again
 "$PY" driver.py "$ROOT" resume & job=$!
 wait_shards resume
@@ -135,7 +132,6 @@ def _scrubbed(d: Path, folder: str) -> str:
 def test_ray_engine_on_two_nodes_matches_local(tmp_path: Path, tiny_bert_dir: Path, mt5_dir: Path) -> None:  # noqa: F811
     require_isolation()
     from xdr.augment import augment
-    from xdr.maxsim import build_vector_store
 
     root = tmp_path
     corpus = _corpus(root)
@@ -151,18 +147,15 @@ def test_ray_engine_on_two_nodes_matches_local(tmp_path: Path, tiny_bert_dir: Pa
     run_generation(passages, gen, local / "gen", langs=["de", "ja"], n=2, shard_size=SHARD, engine=LOCAL,
                    progress=False)
     augment(local / "enc", local / "gen", local / "aug", chunk_size=2, engine=LOCAL, progress=False)
-    gspec = spec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
-    encode_queries(generated_as_queries(local / "gen"), EncoderLoader(gspec), local / "q/gen-emb", shard_size=5,
-                   engine=LOCAL, progress=False)
-    build_vector_store(local / "q/gen-emb", local / "store", dtype="int8", engine=LOCAL, progress=False)
 
     script = cluster_prelude([{"CPU": 1, "head": 1}, {"CPU": 1, "second": 1}]) + (
         f'export ROOT="{root}" PY="{BIN}/python"\n' + SCRIPT.format(n=SLOW_SHARDS)
     )
-    result = run_isolated(script, root, timeout=420)
+    result = run_isolated(script, root, timeout=600)
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    for name in ("enc", "gen", "aug", "q/gen-emb", "store"):
+    for name in ("enc", "gen", "aug"):
         _same_artifact(local / name, root / "ray" / name)
     assert len(list((local / "gen").glob("part-*.parquet"))) == N // SHARD
 

@@ -36,7 +36,9 @@ app = typer.Typer()
 
 
 @app.command(
-    "encode", epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb"
+    "encode", epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb\n\n"
+    "Example (a Ray cluster, docs/scale.md): xdr encode corpus.parquet --out /shared/emb --engine ray "
+    "--ray-address HEAD:6379"
 )
 def encode_cmd(
     source: Annotated[Path, typer.Argument(help="corpus (or queries with --kind query)")],
