@@ -108,7 +108,7 @@ def main() -> None:
                                  "bash", "-c", inner]).returncode)
     from xdr.runtime import machine_info
 
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "127.0.0.1:6399"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "127.0.0.1:6399", "RAY_AUTH_MODE": "disabled"}
     ray = str(Path(sys.executable).parent / "ray")
     subprocess.run([ray, "start", "--head", "--port", "6399", "--node-ip-address", "127.0.0.1", "--num-cpus", "2",
                     "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats"], env=env, check=True,
@@ -120,8 +120,10 @@ def main() -> None:
         corpus = tmp / f"corpus-{n}.jsonl"
         write_corpus(corpus, n)
         got = subprocess.run([sys.executable, __file__, "--shard-size", str(args.shard_size), "--drive",
-                              str(corpus), str(tmp / "model"), str(tmp / f"emb-{n}")], env=env, check=True,
+                              str(corpus), str(tmp / "model"), str(tmp / f"emb-{n}")], env=env,
                              capture_output=True, text=True)
+        if got.returncode:
+            sys.exit(f"the driver for {n} passages failed:\n{got.stderr[-3000:]}")
         row = {"passages": n, **json.loads(got.stdout.strip().splitlines()[-1])}
         row["passages_per_second"] = round(n / row["seconds"], 1)
         rows.append(row)

@@ -76,7 +76,7 @@ def main() -> None:
         inner = f"ip link set lo up && exec {shlex.join(argv)}"
         sys.exit(subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
                                  "bash", "-c", inner]).returncode)
-    os.environ.update(RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
+    os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", OMP_NUM_THREADS="1")
 
     import ray
     import torch
