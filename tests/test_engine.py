@@ -81,3 +81,16 @@ def test_engine_options_are_checked() -> None:
         engine_settings("spark", None)
     with pytest.raises(ValidationError):
         EngineSettings(kind="ray", workers=0)
+
+
+def test_temp_files_of_lost_workers_are_removed_at_the_end(tmp_path: Path) -> None:
+    """A Ray worker killed mid-write leaves its shard's temp file; the retried shard is written anew."""
+
+    def compute(state: None, rows: list[int], advance: object) -> int:
+        (tmp_path / ".part-00000.npy.abc.tmp").write_bytes(b"half")  # what the lost worker left
+        (tmp_path / "part-00000.npy").write_bytes(b"whole")
+        return len(rows)
+
+    with worker_pool(None, lambda: None) as pool:
+        pool.run([ShardTask(0, 1, [1])], compute, label="t", progress=False, out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-00000.npy"]

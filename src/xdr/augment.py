@@ -293,7 +293,7 @@ def augment(
         label = f"augment (query vectors from {qdir})" if reused else "augment"
         job = _ShardJob(pdir, out, alpha, mode, renormalize)
         pool.run(tasks(), partial(_fuse_shard, job), label=label, total_rows=pmeta.get("rows"),
-                 total_shards=pmeta.get("shards"), progress=progress)
+                 total_shards=pmeta.get("shards"), progress=progress, out_dir=out)
     stray = cursor.leftover()
     if stray is not None:
         raise XdrError(

@@ -141,7 +141,7 @@ def encode_records(
 
         job = _ShardJob(out, kind, batch_size, chunk_size)
         pool.run(tasks(), partial(_encode_shard, job), label=f"encode {PLURAL[kind]}", total_rows=total,
-                 total_shards=shard_count(total, shard_size), progress=progress)
+                 total_shards=shard_count(total, shard_size), progress=progress, out_dir=out)
     return writer.finish(rows=counts["rows"], shards=counts["shards"])
 
 

@@ -22,11 +22,13 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress, TaskID
 
+from xdr.artifacts import remove_stale_temps
 from xdr.errors import XdrError
 from xdr.progress import row_progress
 
@@ -135,9 +137,11 @@ class WorkerPool(Generic[S]):
         unit: str = "rows",
         scale: float = 1,
         progress: bool = True,
+        out_dir: Path | None = None,
     ) -> EngineReport:
         """Compute every task that has a payload; ``on_done`` hears each result (in completion order) and
-        may return a short note for the progress line. Shards without a payload are only counted."""
+        may return a short note for the progress line. Shards without a payload are only counted. At the
+        end, the temp files of workers lost mid-write are removed from ``out_dir``."""
         report = EngineReport()
         with row_progress(progress) as bar:
             tracker = _Tracker(bar, bar.add_task(label, total=total_rows, unit=unit, scale=scale, note=""),
@@ -145,6 +149,8 @@ class WorkerPool(Generic[S]):
             for shard, result in self._results(tasks, compute, tracker, report):
                 note = on_done(shard, result) if on_done is not None else None
                 tracker.finished(shard, note)
+        if out_dir is not None:
+            remove_stale_temps(out_dir)
         return report
 
     def _results(

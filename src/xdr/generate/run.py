@@ -133,7 +133,7 @@ def run_generation(
         try:
             pool.run(tasks(), partial(_generate_shard, _ShardJob(out, codes, n, seed, filters)), label="generate",
                      on_done=shard_done, total_rows=total, total_shards=shard_count(total, shard_size),
-                     unit="queries", scale=n * len(codes), progress=progress)
+                     unit="queries", scale=n * len(codes), progress=progress, out_dir=out)
         except BaseException:
             if created and not shard_paths(out):  # only meta.json: nothing to resume, so nothing to leave
                 shutil.rmtree(out, ignore_errors=True)

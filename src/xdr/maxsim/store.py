@@ -220,7 +220,7 @@ def build_vector_store(
 
     with worker_pool(engine, partial(_open_codec, out, dtype, dim)) as pool:
         pool.run(tasks(), partial(_store_shard, src, out), label=f"maxsim store ({dtype})", total_rows=meta["rows"],
-                 total_shards=n_shards, progress=progress)
+                 total_shards=n_shards, progress=progress, out_dir=out)
     return _finish(out, meta["rows"], n_shards, _open_codec(out, dtype, dim))
 
 
