@@ -50,7 +50,9 @@ def cluster_prelude(nodes: list[dict[str, float]], *, object_store_mb: int = 100
     lines = [
         "set -euo pipefail",
         "ip link set lo up",
-        "export RAY_USAGE_STATS_ENABLED=0 RAY_DISABLE_DOCKER_CPU_WARNING=1",
+        # no token auth: a token file left in ~/.ray by another Ray would turn it on for the head only
+        "export RAY_USAGE_STATS_ENABLED=0 RAY_DISABLE_DOCKER_CPU_WARNING=1 RAY_AUTH_MODE=disabled",
+        "export RAY_raylet_start_wait_time_s=180",  # a node starts in ~30 s here, minutes on a loaded machine
         f"export RAY_ADDRESS=127.0.0.1:{HEAD_PORT}",
         f'export PATH="{BIN}:$PATH"',
     ]

@@ -17,22 +17,34 @@ run resumes at the first missing shard.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from xdr.artifacts import META, Stage, input_identity, is_done, open_artifact, read_meta, run_id
+from xdr.artifacts import META, Stage, input_identity, is_done, open_artifact, read_meta, run_id, shard_name
 from xdr.config import ModelSpec
-from xdr.embeddings import EmbeddingWriter, embeddings_meta, iter_shards, store_params
+from xdr.embeddings import (
+    IDS_SUFFIX,
+    VECTORS_SUFFIX,
+    EmbeddingWriter,
+    embeddings_meta,
+    iter_shard_ids,
+    iter_shards,
+    read_ids,
+    store_params,
+    write_shard,
+)
+from xdr.encode import EncoderLoader, encoder_setup
+from xdr.engine import Advance, EngineSettings, ShardTask, given, worker_pool
 from xdr.errors import XdrError, XdrWarning
 from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries, split_generated_id
 from xdr.langs import normalize_lang
 from xdr.models.base import TextEncoder, stage_budget
-from xdr.models.encoder import Encoder
-from xdr.progress import row_progress
 
 Fusion = Literal["sum", "mean"]
 
@@ -81,7 +93,8 @@ def fuse(
     return out
 
 
-Block = tuple[list[str], "np.ndarray | list[str]"]  # row ids and either their vectors or their texts
+Rows = np.ndarray | list[str]  # query vectors, or query texts to encode
+Block = tuple[list[str], Rows]  # row ids and their rows
 
 
 def _generated_blocks(generated_dir: Path, size: int = 65536) -> Iterator[Block]:
@@ -101,12 +114,12 @@ def _generated_blocks(generated_dir: Path, size: int = 65536) -> Iterator[Block]
 class _QueryCursor:
     """Reads query rows in order, handing out each passage's contiguous run of rows.
 
-    Rows come as vectors (a query embedding store) or as texts (a generate artifact); texts are encoded
-    only for the passages that are fused, so a resumed run does not encode the finished shards' queries.
+    Rows come as vectors (a query embedding store) or as texts (a generate artifact); texts are encoded by
+    the worker that fuses their shard, so a resumed run does not encode the finished shards' queries.
     """
 
-    def __init__(self, blocks: Iterator[Block], encoder: TextEncoder | None = None) -> None:
-        self._blocks, self._encoder = blocks, encoder
+    def __init__(self, blocks: Iterator[Block]) -> None:
+        self._blocks = blocks
         self._ids: list[str] = []
         self._rows: np.ndarray | list[str] = []
         self._docs: list[str] = []
@@ -122,8 +135,8 @@ class _QueryCursor:
             self._i = 0
         return True
 
-    def take(self, docids: Sequence[str], vectors: bool = True) -> tuple[list[int], list[str], np.ndarray]:
-        """Rows for ``docids`` (in that order): (owner position, lang, vectors if asked for)."""
+    def take(self, docids: Sequence[str], rows: bool = True) -> tuple[list[int], list[str], Rows]:
+        """Rows for ``docids`` (in that order): (owner position, lang, their texts or vectors if asked for)."""
         owner: list[int] = []
         langs: list[str] = []
         parts: list[np.ndarray] = []
@@ -135,15 +148,11 @@ class _QueryCursor:
                     j += 1
                 owner.extend([pos] * (j - self._i))
                 langs.extend(split_generated_id(q)[1] for q in self._ids[self._i:j])
-                rows = self._rows[self._i:j]
-                (texts.extend if isinstance(rows, list) else parts.append)(rows)
+                if rows:
+                    block = self._rows[self._i:j]
+                    (texts.extend if isinstance(block, list) else parts.append)(block)
                 self._i = j
-        if not vectors or not owner:
-            return owner, langs, np.empty((0, 0), np.float32)
-        if texts:
-            assert self._encoder is not None
-            return owner, langs, self._encoder.encode(texts, "query", **stage_budget(self._encoder.spec, "query", 256))
-        return owner, langs, np.concatenate(parts)
+        return owner, langs, np.concatenate(parts) if parts else texts
 
     def leftover(self) -> str | None:
         """The id of the first row no passage claimed: generated queries out of corpus order."""
@@ -166,16 +175,50 @@ def encoded_generated(generated_dir: Path, spec: ModelSpec) -> Path | None:
     return None
 
 
+Chunk = tuple[int, int, np.ndarray, Rows]  # passage rows [lo, hi) of a shard, owner of each query row, the rows
+
+
+@dataclass(frozen=True, slots=True)
+class _ShardJob:
+    """What every shard of one augment run shares; sent to the workers with each shard's query rows."""
+
+    passages: Path
+    out: Path
+    alpha: float
+    mode: Fusion
+    renormalize: bool
+
+
+def _fuse_shard(job: _ShardJob, encoder: TextEncoder | None, shard: tuple[int, list[Chunk]], advance: Advance) -> int:
+    """Fuse one passage shard with its query rows (encoding texts here, where the model is) and write it."""
+    i, chunks = shard
+    ids = read_ids(job.passages / shard_name(i, IDS_SUFFIX)).to_pylist()
+    emb = np.load(job.passages / shard_name(i, VECTORS_SUFFIX))
+    fused = []
+    for lo, hi, own, rows in chunks:
+        if isinstance(rows, list):
+            if rows:
+                assert encoder is not None
+                rows = encoder.encode(rows, "query", **stage_budget(encoder.spec, "query", 256))
+            else:
+                rows = np.empty((0, emb.shape[1]), np.float32)
+        fused.append(fuse(emb[lo:hi], own, rows, job.alpha, job.mode, job.renormalize))
+        advance(hi - lo)
+    write_shard(job.out, i, ids, np.concatenate(fused))
+    return len(ids)
+
+
 def augment(
     passage_dir: str | Path,
     query_dir: str | Path,
     out_dir: str | Path,
     fusion: FusionSettings | None = None,
     *,
-    encoder: TextEncoder | None = None,
+    encoder: TextEncoder | EncoderLoader | None = None,
     device: str | None = None,
     chunk_size: int = 2048,
     progress: bool = True,
+    engine: EngineSettings | None = None,
 ) -> Path:
     """Write an augmented embedding store from a passage store and the generated queries.
 
@@ -184,7 +227,8 @@ def augment(
     artifact, see :func:`encoded_generated`) or the generate artifact itself, whose queries are then
     encoded on the fly and never stored (630M queries x 768 floats would be 1.9 TB): by ``encoder``, or
     by the passages' model (on ``device``) as a query encoder with the generated-query max length, as in
-    xQG. Mixing vector spaces is refused.
+    xQG. Mixing vector spaces is refused. Shards are fused by the workers of ``engine`` (default: this
+    process); the driver streams the query ids and texts (or vectors) to them, one shard at a time.
     """
     pdir, qdir, out = Path(passage_dir), Path(query_dir), Path(out_dir)
     fusion = fusion or FusionSettings()
@@ -195,12 +239,13 @@ def augment(
     reused = encoded_generated(qdir, pspec) if qmeta.get("stage") == Stage.GENERATE and encoder is None else None
     if reused is not None:  # the same queries, already encoded by the same model: read, don't re-encode
         qdir, qmeta = reused, embeddings_meta(reused)
+    setup: Callable[[], TextEncoder | None] = partial(given, None)
     if qmeta.get("stage") == Stage.GENERATE:
         if encoder is None:
-            spec = pspec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH})
-            encoder = Encoder.load(spec, device=device)
+            encoder = EncoderLoader(pspec.model_copy(update={"query_max_length": GENERATED_QUERY_MAX_LENGTH}), device)
         encoder.spec.check_same_space(pspec, "the query encoder")
-        cursor = _QueryCursor(_generated_blocks(qdir), encoder)
+        setup = encoder_setup(encoder)
+        cursor = _QueryCursor(_generated_blocks(qdir))
         query_source: Any = {"generated": input_identity(qdir), "query_max_length": encoder.spec.query_max_length}
     else:
         ModelSpec(**qmeta["params"]["model"]).check_same_space(pspec, f"the generated-query embeddings {qdir}")
@@ -216,46 +261,50 @@ def augment(
         source={"passages": input_identity(pdir), "queries": query_source},
     )
     params.update(alpha=alpha, mode=mode, langs=keep, renormalize=renormalize)
-    writer = EmbeddingWriter(out, Stage.AUGMENT, params)
-    if writer.finished:
-        return out
-    rows = fused_rows = n_shards = 0
-    fewest, most = np.iinfo(np.int64).max, 0  # queries per passage that has any
-    with row_progress(progress) as bar:
-        task = bar.add_task(f"augment (query vectors from {qdir})" if reused else "augment", total=pmeta.get("rows"))
-        for i, (ids, emb) in enumerate(iter_shards(pdir)):
-            done = i < writer.kept
-            chunks = []
+    counts = {"rows": 0, "shards": 0, "fused": 0, "fewest": int(np.iinfo(np.int64).max), "most": 0}
+
+    def tasks() -> Iterator[ShardTask[tuple[int, list[Chunk]]]]:
+        for i, ids in enumerate(iter_shard_ids(pdir)):
+            done = writer.shard_done(i)
+            chunks: list[Chunk] = []
             for lo in range(0, len(ids), chunk_size):
-                owner, qlangs, qvecs = cursor.take(ids[lo:lo + chunk_size], vectors=not done)
+                hi = min(lo + chunk_size, len(ids))
+                owner, qlangs, rows = cursor.take(ids[lo:hi], rows=not done)
                 mask = np.ones(len(owner), bool) if keep is None else np.isin(qlangs, keep)
                 own = np.asarray(owner, np.int64)[mask]
                 per_passage = np.unique(own, return_counts=True)[1]
-                fused_rows += len(per_passage)
+                counts["fused"] += len(per_passage)
                 if len(per_passage):
-                    fewest, most = min(fewest, int(per_passage.min())), max(most, int(per_passage.max()))
-                if done:
-                    continue
-                chunks.append(fuse(emb[lo:lo + chunk_size], own,
-                                   qvecs[mask] if len(own) else np.empty((0, emb.shape[1]), np.float32),
-                                   alpha, mode, renormalize))
+                    counts["fewest"] = min(counts["fewest"], int(per_passage.min()))
+                    counts["most"] = max(counts["most"], int(per_passage.max()))
+                if not done:
+                    kept = [t for t, m in zip(rows, mask, strict=True) if m] if isinstance(rows, list) else rows[mask]
+                    chunks.append((lo, hi, own, kept))
             if done:
                 writer.check_kept(i, ids)
-            else:
-                writer.write(i, ids, np.concatenate(chunks))
-            rows += len(ids)
-            n_shards += 1
-            bar.advance(task, len(ids))
+            counts["rows"] += len(ids)
+            counts["shards"] += 1
+            yield ShardTask(i, len(ids), None if done else (i, chunks))
+
+    with worker_pool(engine, setup) as pool:
+        writer = EmbeddingWriter(out, Stage.AUGMENT, params)
+        if writer.finished:
+            return out
+        label = f"augment (query vectors from {qdir})" if reused else "augment"
+        job = _ShardJob(pdir, out, alpha, mode, renormalize)
+        pool.run(tasks(), partial(_fuse_shard, job), label=label, total_rows=pmeta.get("rows"),
+                 total_shards=pmeta.get("shards"), progress=progress, out_dir=out)
     stray = cursor.leftover()
     if stray is not None:
         raise XdrError(
             f"{qdir}: generated query {stray!r} belongs to no passage at its position; generated queries "
             "must follow the corpus order of the passage store and name only its passages"
         )
+    fused_rows, fewest, most = counts["fused"], counts["fewest"], counts["most"]
     if mode == "sum" and fused_rows and fewest < most:
         warnings.warn(XdrWarning(
             f"sum fusion over uneven query counts ({fewest} to {most} per passage): the count, not the content, "
             "will rank passages; mean fusion with --renormalize does not (docs/results/xqg.md)"
         ), stacklevel=2)
-    return writer.finish(rows=rows, shards=n_shards, passages_with_queries=fused_rows,
+    return writer.finish(rows=counts["rows"], shards=counts["shards"], passages_with_queries=fused_rows,
                          queries_per_passage={"min": fewest if fused_rows else 0, "max": most})

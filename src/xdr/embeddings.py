@@ -138,6 +138,16 @@ class IdGuard:
                 raise XdrError(f"duplicate id {dup!r}: in shard {j} and again in shard {self._shards}")
 
 
+def write_shard(out_dir: Path, i: int, ids: Sequence[str], vectors: np.ndarray) -> None:
+    """Shard ``i`` of a store: its ids, then its vectors (the completion mark), each atomically. Called by
+    :class:`EmbeddingWriter` and by the workers of a parallel run, which write shards the driver opened."""
+    if len(ids) != len(vectors):
+        raise XdrError(f"shard {i}: {len(ids)} ids but {len(vectors)} vectors")
+    write_ids_file(out_dir / shard_name(i, IDS_SUFFIX), ids)
+    with atomic_path(out_dir / shard_name(i, VECTORS_SUFFIX)) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(vectors, dtype=np.float32))
+
+
 class EmbeddingWriter:
     """The one writer of embedding stores: opens (or resumes) the artifact and writes shard by shard.
 
@@ -166,12 +176,11 @@ class EmbeddingWriter:
             )
 
     def write(self, i: int, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Shard ``i``: its ids, then its vectors (the completion mark), each atomically."""
-        if len(ids) != len(vectors):
-            raise XdrError(f"shard {i}: {len(ids)} ids but {len(vectors)} vectors")
-        write_ids_file(self.out / shard_name(i, IDS_SUFFIX), ids)
-        with atomic_path(self.out / shard_name(i, VECTORS_SUFFIX)) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.asarray(vectors, dtype=np.float32))
+        write_shard(self.out, i, ids, vectors)
+
+    def shard_done(self, i: int) -> bool:
+        """Whether shard ``i`` is complete (shards written by parallel workers may finish out of order)."""
+        return (self.out / shard_name(i, VECTORS_SUFFIX)).exists()
 
     def finish(self, rows: int, shards: int, **fields: Any) -> Path:
         if shards < self.kept:

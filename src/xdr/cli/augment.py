@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import DeviceOpt, in_range, out
+from xdr.cli.options import (
+    DeviceOpt,
+    EngineOpt,
+    RayAddressOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    engine_settings,
+    in_range,
+    out,
+)
 from xdr.langs import parse_langs
 
 app = typer.Typer()
@@ -33,14 +42,19 @@ def augment_cmd(
     device: DeviceOpt = None,
     config: Annotated[Path | None, typer.Option(
         help="settings chosen by `xdr tune` (alpha); an option given here wins")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Fold generated queries into passage embeddings offline, so query latency does not change."""
     from xdr.cli.tune import config_values
 
     alpha = config_values(ctx, config, "augment", {"alpha": alpha})["alpha"]
     codes = parse_langs(langs)
+    settings = engine_settings(engine, ray_address, workers, threads)
     from xdr.augment import FusionSettings, augment
 
     fusion = FusionSettings(alpha=alpha, mode=mode, langs=codes, renormalize=renormalize)
-    path = augment(passages, queries, out_dir, fusion, device=device)
+    path = augment(passages, queries, out_dir, fusion, device=device, engine=settings)
     out.print(f"augmented embeddings: {path}")

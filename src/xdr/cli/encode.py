@@ -11,6 +11,7 @@ from xdr.cli.options import (
     BatchOpt,
     DeviceOpt,
     DTypeOpt,
+    EngineOpt,
     FieldsOpt,
     LangOpt,
     ModelOpt,
@@ -20,6 +21,10 @@ from xdr.cli.options import (
     PPrefixOpt,
     QLenOpt,
     QPrefixOpt,
+    RayAddressOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    engine_settings,
     in_range,
     model_spec,
     out,
@@ -31,7 +36,9 @@ app = typer.Typer()
 
 
 @app.command(
-    "encode", epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb"
+    "encode", epilog="Example: xdr encode corpus.jsonl --model me5-small --passage-max-length 256 --out emb\n\n"
+    "Example (a Ray cluster, docs/scale.md): xdr encode corpus.parquet --out /shared/emb --engine ray "
+    "--ray-address HEAD:6379"
 )
 def encode_cmd(
     source: Annotated[Path, typer.Argument(help="corpus (or queries with --kind query)")],
@@ -51,12 +58,15 @@ def encode_cmd(
     query_max_length: QLenOpt = None,
     passage_max_length: PLenOpt = None,
     dtype: DTypeOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
     from xdr.data import read_passages, read_queries
-    from xdr.encode import encode_passages, encode_queries
+    from xdr.encode import EncoderLoader, encode_passages, encode_queries
     from xdr.generate.artifact import GENERATED_QUERY_MAX_LENGTH, generated_as_queries
-    from xdr.models.encoder import Encoder
 
     spec = model_spec(
         model, pooling=pooling, normalize=normalize, query_prefix=query_prefix, passage_prefix=passage_prefix,
@@ -67,8 +77,9 @@ def encode_cmd(
     columns = parse_fields(fields)
     if lang is not None and kind != "query":
         raise XdrError("--lang is the language of queries; it goes with --kind query")
-    encoder = Encoder.load(spec, device=device)
-    options = {"shard_size": shard_size, "batch_size": batch_size, "source": source}
+    settings = engine_settings(engine, ray_address, workers, threads)
+    encoder = EncoderLoader(spec, device)  # loaded once per worker, where the worker runs
+    options = {"shard_size": shard_size, "batch_size": batch_size, "source": source, "engine": settings}
     if kind == "passage":
         path = encode_passages(read_passages(source, format=fmt, fields=columns), encoder, out_dir, **options)
     elif kind == "query":

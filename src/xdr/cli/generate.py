@@ -11,11 +11,16 @@ from xdr.cli.options import (
     BaseUrlOpt,
     ConcurrencyOpt,
     DeviceOpt,
+    EngineOpt,
     ExemplarsOpt,
     GenBatchOpt,
     GeneratorOpt,
     GenModelOpt,
     GgufOpt,
+    RayAddressOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    engine_settings,
     in_range,
     out,
 )
@@ -50,20 +55,27 @@ def generate_run(
     exemplars: ExemplarsOpt = None,
     no_filter: Annotated[bool, typer.Option("--no-filter", help="keep every parsed output")] = False,
     device: DeviceOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate questions for every passage in each target language (xQG / SWIM-IR)."""
     codes = parse_langs(langs)
+    settings = engine_settings(engine, ray_address, workers, threads)
+    from functools import partial
+
     from xdr.data import count_rows, read_passages
     from xdr.generate import FilterSettings, generation_stats, make_generator, run_generation, stats_table
 
     passages = read_passages(corpus)  # a missing or unreadable corpus fails before a model loads
-    gen = make_generator(  # loads the model: one that cannot be had stops here, before --out is made
-        generator, model=model, base_url=base_url, concurrency=concurrency, gguf_file=gguf_file,
+    gen = partial(  # each worker loads the model: one that cannot be had stops there, before --out is made
+        make_generator, generator, model=model, base_url=base_url, concurrency=concurrency, gguf_file=gguf_file,
         exemplars=exemplars, batch_size=batch_size, device=device,
     )
     path = run_generation(
         passages, gen, out_dir, langs=codes, n=n, seed=seed, shard_size=shard_size,
-        filters=None if no_filter else FilterSettings(), total=count_rows(corpus),
+        filters=None if no_filter else FilterSettings(), total=count_rows(corpus), engine=settings,
     )
     out.print(stats_table(generation_stats(path)))
     out.print(f"generated: {path}")

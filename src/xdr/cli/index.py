@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xdr.cli.options import in_range, out
+from xdr.cli.options import EngineOpt, RayAddressOpt, WorkersOpt, engine_settings, in_range, out
 from xdr.config import DEFAULT_BETA
 
 app = typer.Typer()
@@ -23,11 +23,15 @@ def maxsim_store_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="store directory (resumable)")],
     dtype: Annotated[str, typer.Option(help="float16, int8 (per-vector scale) or pq")] = "float16",
     pq_m: Annotated[int | None, typer.Option(callback=in_range(1), help="PQ bytes per vector (default dim/8)")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Compress generated-query vectors into a memory-mapped store for max-sim re-ranking."""
+    settings = engine_settings(engine, ray_address, workers)
     from xdr.maxsim import build_vector_store, vector_store_info
 
-    path = build_vector_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m)
+    path = build_vector_store(embeddings, out_dir, dtype=dtype, pq_m=pq_m, engine=settings)
     info = vector_store_info(path)
     out.print(f"store: {path} ({info['passages']} passages, {info['vectors']} vectors, "
               f"{info['duplicates_dropped']} duplicates dropped, {info['bytes_per_vector']} bytes/vector)")

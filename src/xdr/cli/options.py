@@ -14,6 +14,7 @@ from xdr.errors import XdrError
 
 if TYPE_CHECKING:
     from xdr.config import ModelSpec
+    from xdr.engine import EngineSettings
 
 out = Console()
 
@@ -67,6 +68,29 @@ FieldsOpt = Annotated[str | None, typer.Option(
     "--fields", help="the file's column names, e.g. id=_id,text=contents,title=title (default: detected)")]
 LangOpt = Annotated[str | None, typer.Option(
     "--lang", help="language of queries without one (default: detected per query, with a warning; und: none)")]
+
+
+# Where the long stages (generate run, encode, augment, maxsim-store) run their shards (see xdr.engine).
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (workers on a Ray cluster)")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    help="Ray cluster address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, else a Ray started on this machine)")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    callback=in_range(1), help="Ray workers (default: one per GPU, else one per --threads CPUs)")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    callback=in_range(1), help="CPU threads per worker (default: local all, ray 1)")]
+
+
+def engine_settings(
+    engine: str, ray_address: str | None, workers: int | None = None, threads: int | None = None
+) -> EngineSettings:
+    """The engine options as one settings object; Ray-only options without ``--engine ray`` are refused."""
+    from xdr.engine import EngineSettings
+
+    if engine not in ("local", "ray"):
+        raise XdrError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "local" and (ray_address is not None or workers is not None):
+        raise XdrError("--ray-address and --workers go with --engine ray")
+    return EngineSettings(kind=engine, address=ray_address, workers=workers, threads=threads)
 
 
 def model_spec(model: str, **overrides: object) -> ModelSpec:

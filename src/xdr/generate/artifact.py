@@ -147,18 +147,34 @@ def write_shards(
     i = 0
     while chunk := list(islice(it, shard_size)):
         path = out_dir / shard_name(i, SUFFIX)
-        if path.exists():
-            table = pq.read_table(path, columns=["docid", "keep"])
-            _check_resumed_shard(path, table, [docid(r) for r in chunk])
-            log.info("%s: done in an earlier run, skipped", path.name)
-        else:
-            table = _table(groups(chunk), generator, filters)
-            with atomic_path(path) as tmp:
-                pq.write_table(table, tmp, compression="zstd")
-            log.info("%s: %d passages, %d rows", path.name, len(chunk), table.num_rows)
+        done = finished_shard(path, [docid(r) for r in chunk])
+        if done is None:
+            done = write_shard(path, len(chunk), groups(chunk), generator, filters)
         if on_shard is not None:
-            on_shard(ShardDone(len(chunk), table.num_rows, pc.sum(table["keep"]).as_py() or 0))
+            on_shard(done)
         i += 1
+
+
+def finished_shard(path: Path, docids: list[str]) -> ShardDone | None:
+    """The counts of shard ``path`` if a killed run finished it (checked against the passages the input
+    gives it now), else None."""
+    if not path.exists():
+        return None
+    table = pq.read_table(path, columns=["docid", "keep"])
+    _check_resumed_shard(path, table, docids)
+    log.info("%s: done in an earlier run, skipped", path.name)
+    return ShardDone(len(docids), table.num_rows, pc.sum(table["keep"]).as_py() or 0)
+
+
+def write_shard(
+    path: Path, records: int, groups: Iterable[QueryGroup], generator: str, filters: FilterSettings | None
+) -> ShardDone:
+    """Write one shard of ``records`` input records atomically (by the driver, or by a parallel worker)."""
+    table = _table(groups, generator, filters)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    log.info("%s: %d passages, %d rows", path.name, records, table.num_rows)
+    return ShardDone(records, table.num_rows, pc.sum(table["keep"]).as_py() or 0)
 
 
 def read_generated(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,9 +56,9 @@ from xdr.artifacts import (
 )
 from xdr.config import ModelSpec
 from xdr.embeddings import IDS_SUFFIX, VECTORS_SUFFIX, embeddings_meta, read_ids, training_sample, write_ids_file
+from xdr.engine import Advance, EngineSettings, ShardTask, worker_pool
 from xdr.errors import DataError, MismatchError, XdrError
 from xdr.generate.artifact import split_generated_id
-from xdr.progress import row_progress
 
 STAGE = Stage.MAXSIM_STORE
 StoreDType = Literal["float16", "int8", "pq"]
@@ -155,8 +156,11 @@ def build_vector_store(
     train_sample: int = 100_000,
     seed: int = 0,
     progress: bool = True,
+    engine: EngineSettings | None = None,
 ) -> Path:
     """Compress a ``--kind generated`` embedding artifact into a max-sim store, resuming an unfinished one.
+
+    Shards are written by the workers of ``engine`` (default: this process); the driver reads only ids.
 
     Identical queries of a passage are stored once. ``dtype`` "pq" keeps ``pq_m`` bytes per vector
     (default dim / 8; dim must be a multiple), trained on ``train_sample`` vectors.
@@ -188,38 +192,69 @@ def build_vector_store(
         return out
     for stale in out.glob(".*.tmp"):  # temp files of a killed run
         stale.unlink()
-    pq = _train_pq(src, out, dim, pq_m, train_sample, seed) if pq_m else None
-    codec = _Codec(dtype, dim, pq)
-
+    if pq_m:
+        _train_pq(src, out, dim, pq_m, train_sample, seed)
     n_shards = meta["shards"]
-    carry_docs: list[str] = []
-    carry = np.empty((0, dim), np.float32)
-    with row_progress(progress) as bar:
-        task = bar.add_task(f"maxsim store ({dtype})", total=meta["rows"])
+
+    def tasks() -> Iterator[ShardTask[tuple[int, list[str], list[Segment]]]]:
+        carry_docs: list[str] = []
+        carry: list[Segment] = []
         for i in range(n_shards):
             ids_path = src / shard_name(i, IDS_SUFFIX)
-            docs = carry_docs + _owners(read_ids(ids_path).to_pylist(), ids_path)
-            vecs = np.load(src / shard_name(i, VECTORS_SUFFIX), mmap_mode="r")
-            if len(docs) != len(carry) + len(vecs):
-                raise XdrError(f"{src}: shard {i} has {len(docs) - len(carry)} ids but {len(vecs)} vectors")
+            owners = _owners(read_ids(ids_path).to_pylist(), ids_path)
+            n = len(np.load(src / shard_name(i, VECTORS_SUFFIX), mmap_mode="r"))
+            if len(owners) != n:
+                raise XdrError(f"{src}: shard {i} has {len(owners)} ids but {n} vectors")
+            docs = carry_docs + owners
             # the last passage may go on in the next shard: hold it back, except after the last shard
             cut = len(docs)
             if i < n_shards - 1:
                 while cut > 0 and docs[cut - 1] == docs[-1]:
                     cut -= 1
-            if (out / shard_name(i, CODES)).exists():  # done by a killed run: only its carry is needed
-                if read_ids(out / shard_name(i, IDS_SUFFIX)).to_pylist() != list(dict.fromkeys(docs[:cut])):
-                    raise MismatchError(f"{out}: shard {i} came from other generated queries; remove the directory")
-                n_old = len(carry)
-                carry = (np.array(vecs[cut - n_old:], dtype=np.float32) if cut >= n_old
-                         else np.concatenate([carry[cut:], vecs]))
-            else:
-                rows = np.concatenate([carry, vecs]) if len(carry) else np.array(vecs, dtype=np.float32)
-                _write_shard(out, i, docs[:cut], rows[:cut], codec)
-                carry = rows[cut:]
+            head, carry = _split([*carry, (i, 0, n)], cut)
+            done = (out / shard_name(i, CODES)).exists()
+            if done and read_ids(out / shard_name(i, IDS_SUFFIX)).to_pylist() != list(dict.fromkeys(docs[:cut])):
+                raise MismatchError(f"{out}: shard {i} came from other generated queries; remove the directory")
+            yield ShardTask(i, n, None if done else (i, docs[:cut], head))
             carry_docs = docs[cut:]
-            bar.advance(task, len(vecs))
-    return _finish(out, meta["rows"], n_shards, codec)
+
+    with worker_pool(engine, partial(_open_codec, out, dtype, dim)) as pool:
+        pool.run(tasks(), partial(_store_shard, src, out), label=f"maxsim store ({dtype})", total_rows=meta["rows"],
+                 total_shards=n_shards, progress=progress, out_dir=out)
+    return _finish(out, meta["rows"], n_shards, _open_codec(out, dtype, dim))
+
+
+Segment = tuple[int, int, int]  # rows [lo, hi) of input shard i
+
+
+def _split(segments: list[Segment], cut: int) -> tuple[list[Segment], list[Segment]]:
+    """The first ``cut`` rows of ``segments`` and the rest, as segments."""
+    head: list[Segment] = []
+    tail: list[Segment] = []
+    for i, lo, hi in segments:
+        take = max(0, min(hi - lo, cut))
+        if take:
+            head.append((i, lo, lo + take))
+        if lo + take < hi:
+            tail.append((i, lo + take, hi))
+        cut -= take
+    return head, tail
+
+
+def _open_codec(out: Path, dtype: str, dim: int) -> _Codec:
+    """A worker's codec; the product quantizer (trained by the driver before any shard) is read from disk."""
+    pq = faiss.read_ProductQuantizer(str(out / PQ_FILE)) if dtype == "pq" else None
+    return _Codec(dtype, dim, pq)
+
+
+def _store_shard(src: Path, out: Path, codec: _Codec, shard: tuple[int, list[str], list[Segment]],
+                 advance: Advance) -> int:
+    """One output shard from its rows of the input (memory-mapped); runs on a worker."""
+    i, docs, segments = shard
+    parts = [np.load(src / shard_name(j, VECTORS_SUFFIX), mmap_mode="r")[lo:hi] for j, lo, hi in segments]
+    rows = np.concatenate([np.asarray(p, np.float32) for p in parts]) if parts else np.empty((0, codec.dim), np.float32)
+    _write_shard(out, i, docs, rows, codec)
+    return len(docs)
 
 
 def _write_shard(out: Path, i: int, docs: list[str], rows: np.ndarray, codec: _Codec) -> None:
