@@ -107,7 +107,7 @@ class CannedBackend:
 def test_llm_generator_drops_and_counts_unparsed_answers(tmp_path: Path) -> None:
     ok = "Summary: Lake Baikal is the deepest lake in the world.\nQuestion: Mikä on maailman syvin järvi?"
     other = "Summary: Honey bees perform the waggle dance.\nQuestion: Mitä mehiläiset tanssivat?"
-    backend = CannedBackend([ok, "I am sorry, I cannot help.", other, other])
+    backend = CannedBackend(["I am sorry, I cannot help.", ok, other, other])
     gen = LLMGenerator(backend, num_exemplars=2)
     out = run_generation(PASSAGES, gen, tmp_path / "g", langs=["fi"], n=2, seed=4)
 
@@ -117,9 +117,9 @@ def test_llm_generator_drops_and_counts_unparsed_answers(tmp_path: Path) -> None
     shots = select_exemplars(gen.exemplars, "fi", 2)
     assert backend.prompts[0].messages == build_messages(PASSAGES[0], "fi", shots)
     rows = pq.read_table(out / "part-00000.parquet").to_pylist()
-    assert [(r["query"], r["reason"]) for r in rows] == [
-        ("Mikä on maailman syvin järvi?", None),
+    assert [(r["query"], r["reason"]) for r in rows] == [  # the unparsed answer keeps seed 0's place
         (None, "unparsed"),
+        ("Mikä on maailman syvin järvi?", None),
         ("Mitä mehiläiset tanssivat?", None),
         ("Mitä mehiläiset tanssivat?", "duplicate"),
     ]

@@ -30,11 +30,12 @@ class Generator(Protocol):
         """Every setting that changes the output; a resume with a different config is refused."""
         ...
 
-    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
-        """Return up to ``n`` raw questions in ``lang`` per passage, in passage order.
+    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str | None]]:
+        """Return up to ``n`` raw questions in ``lang`` per passage, in passage order, sample k in place k.
 
-        A list shorter than ``n`` means some answers could not be parsed (LLM generators); the runner
-        records the shortfall as ``unparsed`` rows so it is counted, not lost.
+        ``None`` in place k means sample k's answer could not be parsed (LLM generators), and a list
+        shorter than ``n`` lacks its last samples; the runner records both as ``unparsed`` rows, so they
+        are counted, not lost, and a row's k stays the seed that produced it.
         """
         ...
 

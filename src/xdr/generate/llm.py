@@ -343,7 +343,8 @@ def chat_backend(kind: str, model: str, **options: Any) -> ChatBackend:
 class LLMGenerator:
     """Summarize-then-ask question generation on any :class:`ChatBackend`.
 
-    Answers that do not parse are dropped here and recorded by the runner as ``unparsed`` rows.
+    An answer that does not parse stays ``None`` in its sample's place, so row k is always seed k's answer;
+    the runner records it as an ``unparsed`` row.
     """
 
     def __init__(self, backend: ChatBackend, *, exemplars: str | Path | None = None, num_exemplars: int = 4):
@@ -372,10 +373,10 @@ class LLMGenerator:
         seeds = [[row_seed(passage_seed(seed, p.id, lang), k) for k in range(n)] for p in passages]
         return [Prompt(build_messages(p, lang, shots), s) for p, s in zip(passages, seeds, strict=True)]
 
-    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str]]:
+    def generate(self, passages: Sequence[Passage], lang: str, n: int, seed: int) -> list[list[str | None]]:
         answers = self.backend.complete(self.prompts(passages, lang, n, seed))
-        out = [[a.question for a in map(parse_answer, raw) if a is not None] for raw in answers]
-        unparsed = sum(n - len(q) for q in out)
+        out = [[None if a is None else a.question for a in map(parse_answer, raw)] for raw in answers]
+        unparsed = sum(q is None for qs in out for q in qs)
         if unparsed:
             log.info("%s (%s): %d of %d answers did not parse", self.name, lang, unparsed, n * len(passages))
         return out
