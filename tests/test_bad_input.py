@@ -94,6 +94,8 @@ def cases(a: dict[str, Path]) -> dict[str, list[str]]:
         "train warmup -5": ["train", "--train", queries, *tiny, "--warmup-steps", "-5", "--out", "OUT"],
         "train attention bogus": ["train", "--train", queries, *tiny, "--attention", "bogus", "--out", "OUT"],
         "train unknown language": ["train", "--train", f"xx:{queries}", *tiny, "--out", "OUT"],
+        "generate timeout 0": ["generate", "run", corpus, "--langs", "de", "--generator", "openai", "--timeout", "0",
+                               "--out", "OUT"],
         "generate n 0": ["generate", "run", corpus, "--langs", "de", "--n", "0", "--out", "OUT"],
         "generate unknown language": ["generate", "run", corpus, "--langs", "zz", "--out", "OUT"],
         "mine depth 0": ["mine", str(DEMO / "queries.jsonl"), "--corpus", corpus, "--depth", "0", "--out", "OUT"],

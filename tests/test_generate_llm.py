@@ -218,3 +218,11 @@ def test_http_rate_limit_spaces_requests(server: FakeChatServer) -> None:
     assert time.monotonic() - start >= 5 / 20 * 0.9
     with pytest.raises(XdrError, match="rate limit"):
         backend(server, rate_limit=0.0)
+
+
+def test_the_request_timeout_reaches_the_http_back_end() -> None:
+    from xdr.generate import make_generator
+
+    gen = make_generator("openai", model="qwen", base_url="http://127.0.0.1:9/v1", timeout=600.0, concurrency=2)
+    assert gen.backend.timeout == 600.0 and gen.backend.concurrency == 2
+    assert "timeout" not in gen.config["backend"]  # it does not change the answers, so a resume may change it

@@ -15,6 +15,7 @@ from xdr.cli.options import (
     GenBatchOpt,
     GgufOpt,
     LangOpt,
+    RequestTimeoutOpt,
     in_range,
     out,
     parse_fields,
@@ -43,6 +44,7 @@ def expand_cmd(
     num_exemplars: Annotated[int, typer.Option(callback=in_range(1), help="exemplars per few-shot prompt")] = 3,
     base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
     concurrency: ConcurrencyOpt = 8,
+    timeout: RequestTimeoutOpt = 120.0,
     gguf_file: GgufOpt = None,
     batch_size: GenBatchOpt = 8,
     device: DeviceOpt = None,
@@ -58,7 +60,7 @@ def expand_cmd(
                               samples=samples, seed=seed, shard_size=shard_size, num_exemplars=num_exemplars)
     qs = list(read_queries(queries, fields=parse_fields(fields), lang=lang))
     out.print(f"{len(qs)} queries: at most {plan_calls(qs, settings)} LLM calls")
-    options = ({"base_url": base_url, "concurrency": concurrency} if generator == "openai"
+    options = ({"base_url": base_url, "concurrency": concurrency, "timeout": timeout} if generator == "openai"
                else {"gguf_file": gguf_file, "device": device, "batch_size": batch_size})
     backend = chat_backend(generator, model, **options)
     path = run_expansion(qs, backend, out_dir, settings, exemplars=exemplars, source=queries)

@@ -18,6 +18,7 @@ from xdr.cli.options import (
     GenModelOpt,
     GgufOpt,
     RayAddressOpt,
+    RequestTimeoutOpt,
     ThreadsOpt,
     WorkersOpt,
     engine_settings,
@@ -51,6 +52,7 @@ def generate_run(
     batch_size: GenBatchOpt = 32,
     base_url: BaseUrlOpt = "http://127.0.0.1:8000/v1",
     concurrency: ConcurrencyOpt = 8,
+    timeout: RequestTimeoutOpt = 120.0,
     gguf_file: GgufOpt = None,
     exemplars: ExemplarsOpt = None,
     no_filter: Annotated[bool, typer.Option("--no-filter", help="keep every parsed output")] = False,
@@ -70,8 +72,8 @@ def generate_run(
 
     passages = read_passages(corpus)  # a missing or unreadable corpus fails before a model loads
     gen = partial(  # each worker loads the model: one that cannot be had stops there, before --out is made
-        make_generator, generator, model=model, base_url=base_url, concurrency=concurrency, gguf_file=gguf_file,
-        exemplars=exemplars, batch_size=batch_size, device=device,
+        make_generator, generator, model=model, base_url=base_url, concurrency=concurrency, timeout=timeout,
+        gguf_file=gguf_file, exemplars=exemplars, batch_size=batch_size, device=device,
     )
     path = run_generation(
         passages, gen, out_dir, langs=codes, n=n, seed=seed, shard_size=shard_size,

@@ -60,6 +60,9 @@ GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5, HF), ct2 (mT5, CT
 GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)", callback=in_range(1))]
+RequestTimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", help="seconds one request may take (openai); a CPU server needs minutes",
+    callback=in_range(0.0, lo_open=True))]
 GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside --model (hf-llm)")]
 ExemplarsOpt = Annotated[Path | None, typer.Option(help="few-shot exemplars YAML (LLM generators)")]
 

@@ -76,7 +76,7 @@ def _openai(model: str | None = None, **options: Any) -> Generator:
     """An LLM behind an OpenAI-compatible chat endpoint, prompted summarize-then-ask."""
     from xdr.generate.llm import LLMGenerator, OpenAIChatBackend
 
-    backend = OpenAIChatBackend(_llm("openai", model), **_pick(options, "base_url", "concurrency"))
+    backend = OpenAIChatBackend(_llm("openai", model), **_pick(options, "base_url", "concurrency", "timeout"))
     return LLMGenerator(backend, **_pick(options, "exemplars"))
 
 
