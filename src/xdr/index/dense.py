@@ -302,8 +302,12 @@ class DenseIndex:
         return scores, ids
 
 
-def _read(path: Path, use_gpu: bool, mmap: bool) -> tuple[faiss.Index, bool]:
-    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC if mmap else 0
+def _read(path: Path, use_gpu: bool, mmap: bool, factory: str) -> tuple[faiss.Index, bool]:
+    """Read one FAISS file. FAISS maps IVF lists (``IO_FLAG_MMAP``) and flat codes (``IO_FLAG_MMAP_IFC``)
+    by different readers that do not combine, so the flag follows the index type."""
+    flags = 0
+    if mmap:
+        flags = faiss.IO_FLAG_MMAP if "IVF" in factory.upper() else faiss.IO_FLAG_MMAP_IFC
     return _to_gpu(faiss.read_index(str(path), flags), use_gpu and not mmap)
 
 
@@ -320,7 +324,7 @@ def load_index(
     d = Path(index_dir)
     meta = open_artifact(d, Stage.INDEX, what="an index (`xdr index`)")
     params = meta["params"]
-    parts = [_read(d / name, use_gpu, mmap) for name in index_files(params.get("shards", 1))]
+    parts = [_read(d / name, use_gpu, mmap, params["factory"]) for name in index_files(params.get("shards", 1))]
     on_gpu = any(g for _, g in parts)
     index = parts[0][0]
     if len(parts) > 1:
