@@ -199,3 +199,33 @@ def test_streamed_build_peak_memory_is_the_index_plus_one_shard(tmp_path: Path) 
     grew_mb = float(done.stdout.strip().splitlines()[-1])
     index_mb, shard_mb = n * dim * 4 / 2**20, shard * dim * 4 / 2**20
     assert grew_mb < index_mb + 3 * shard_mb, (grew_mb, index_mb)  # measured: index + 2.3 shards; 3.6 without
+
+
+def test_cli_builds_a_sharded_index_and_search_records_nprobe(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """`xdr index --shards` and `xdr search --nprobe` / `--ef-search` end to end: the knob in force is in
+    the search artifact's meta."""
+    from xdr.models.encoder import Encoder
+
+    spec = ModelSpec(name="tiny", path=str(tiny_bert_dir), normalize=True)
+    texts = [f"passage number {i} about {w}" for i, w in enumerate(["rivers", "mountains", "cities", "songs"] * 30)]
+    vecs = Encoder.load(spec, device="cpu").encode(texts, "passage")
+    emb = write_embeddings([f"p{i}" for i in range(len(texts))], vecs, spec, tmp_path / "emb", shard_size=40,
+                           progress=False)
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"id": "1", "lang": "en", "text": "about rivers"}\n')
+
+    def xdr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "xdr", *args], capture_output=True, text=True, check=False)
+
+    for factory, knob in (("IVF4,Flat", ("--nprobe", "2")), ("HNSW8", ("--ef-search", "20"))):
+        idx, run = tmp_path / f"idx-{factory[:3]}", tmp_path / f"run-{factory[:3]}"
+        r = xdr("index", str(emb), "--out", str(idx), "--factory", factory, "--shards", "3", "--no-gpu")
+        assert r.returncode == 0, r.stderr
+        assert json.loads((idx / "meta.json").read_text())["params"]["shards"] == 3
+        r = xdr("search", str(idx), str(q), "--k", "5", *knob, "--out", str(run))
+        assert r.returncode == 0, r.stderr
+        params = json.loads((run / "meta.json").read_text())["params"]
+        assert params[{"--nprobe": "nprobe", "--ef-search": "efSearch"}[knob[0]]] == int(knob[1])
+        assert len((run / "run.trec").read_text().splitlines()) == 5
+    r = xdr("index", str(emb), "--out", str(tmp_path / "bad"), "--shards", "0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
