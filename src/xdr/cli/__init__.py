@@ -21,7 +21,7 @@ except ImportError:
 from rich.console import Console
 from rich.markup import escape
 
-from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, reproduce, search, train
+from xdr.cli import augment, compare, data, encode, evaluate, generate, index, models, plan, reproduce, search, train
 from xdr.errors import XdrError, XdrWarning
 from xdr.version import __version__
 
@@ -49,7 +49,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, search, evaluate, compare, reproduce):
+for stage in (encode, train, augment, index, search, evaluate, compare, reproduce, plan):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
