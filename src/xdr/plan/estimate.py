@@ -179,7 +179,11 @@ def plan(w: Workload, rates: list[Rate] | None = None) -> Plan:
         note="" if w.maxsim else "the cost of encoding the generated queries; fusion itself not measured"))
 
     build, search = _index_rates(rates, w)
-    index_bytes = n * (build.workload["bytes_per_vector"] * d / build.workload["dim"] if build else d * 4)
+    per_vector = d * 4  # float32 vectors (Flat); PQ codes keep their size whatever the dim
+    if build:
+        scale = 1 if "PQ" in w.factory.upper() else d / build.workload["dim"]
+        per_vector = build.workload["bytes_per_vector"] * scale
+    index_bytes = n * per_vector
     shard = 2 * SHARD_ROWS * d * 4  # the shard being added and the next one being read
     if build:
         overhead = build.workload["peak_rss_mb"] * 2**20 - build.workload["index_mb"] * 2**20
