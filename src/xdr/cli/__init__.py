@@ -32,6 +32,7 @@ from xdr.cli import (
     generate,
     index,
     models,
+    plan,
     reproduce,
     search,
     serve,
@@ -65,7 +66,7 @@ def _options(
 
 
 # Stage commands first, in pipeline order (the order `xdr --help` lists them), then the groups.
-for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, tune, reproduce, serve):
+for stage in (encode, train, augment, index, bm25, expand, search, evaluate, compare, tune, reproduce, plan, serve):
     app.add_typer(stage.app)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")

@@ -40,6 +40,7 @@ def maxsim_store_cmd(
 @app.command(
     "index",
     epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64\n\n"
+    "Example (18M passages, 4 shards): xdr index runs/emb --out runs/idx --factory IVF65536,PQ64 --shards 4\n\n"
     "Example (multi-vector): xdr index runs/emb --with-generated runs/gen-store --out runs/idx-mv",
 )
 def index_cmd(
@@ -51,9 +52,15 @@ def index_cmd(
         help="a `xdr maxsim-store`: index its vectors too, grouped back into passages")] = None,
     beta: Annotated[float, typer.Option(callback=in_range(0.0),
         help="multi-vector score: s + beta * max over generated queries")] = DEFAULT_BETA,
+    shards: Annotated[int, typer.Option(callback=in_range(1),
+        help="FAISS indexes over contiguous row ranges, built one at a time (resumable) and searched as one")] = 1,
+    train_sample: Annotated[int | None, typer.Option(callback=in_range(1),
+        help="rows to train IVF/PQ on (default: 64 per IVF list, at least 39, up to ~1M)")] = None,
 ) -> None:
-    """Build a FAISS inner-product index over encoded passages (and their generated queries)."""
+    """Build a FAISS inner-product index over encoded passages (and their generated queries), streaming
+    the embedding store shard by shard."""
     from xdr.index import build_index
 
-    path = build_index(embeddings, out_dir, factory=factory, use_gpu=gpu, generated=with_generated, beta=beta)
+    path = build_index(embeddings, out_dir, factory=factory, use_gpu=gpu, generated=with_generated, beta=beta,
+                       shards=shards, train_sample=train_sample)
     out.print(f"index: {path}")

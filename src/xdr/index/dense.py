@@ -1,17 +1,18 @@
-"""The index stage: an embedding store in, a FAISS index out.
+"""The index stage's reader: a FAISS index with its row ids and model spec, searched as passages.
 
-Layout of an index directory::
+Layout of an index directory (written by :func:`xdr.index.build.build_index`)::
 
-    meta.json     stage "index"; params: factory, metric, train_sample, seed, dim, the model spec and
-                  the embedding store it came from; after the build also "ntotal"
-    index.faiss   the CPU FAISS index (moved to a GPU at load time when one is there)
+    meta.json     stage "index"; params: factory, metric, train_sample, seed, dim, shards, the model spec
+                  and the embedding store it came from; after the build also "ntotal"
+    index.faiss   the CPU FAISS index (moved to a GPU at load time when one is there); or, for
+    part-00000.faiss ...   ``shards`` > 1, one FAISS index per contiguous range of rows
     ids.txt       the passage id of each index row, one per line, in row order
     generated_offsets.npy   multi-vector indexes only (`--with-generated`), see
                   :mod:`xdr.index.multivector`
     _DONE
 
-The index is one file rather than shards, so a killed build simply starts over; both files appear
-under their final names only when complete.
+Every file appears under its final name only when complete. A sharded index loads as one
+:class:`faiss.IndexShards` (each shard searched, the top k merged), behind the same :class:`DenseIndex`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,27 +30,17 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from xdr.artifacts import (
-    Stage,
-    atomic_path,
-    input_identity,
-    is_done,
-    mark_done,
-    open_artifact,
-    start_artifact,
-    update_meta,
-)
-from xdr.config import DEFAULT_BETA, ModelSpec
-from xdr.embeddings import embeddings_meta, iter_shards, open_ids, read_ids, training_sample, write_ids
-from xdr.errors import MismatchError, XdrError
-from xdr.index.multivector import OFFSETS_FILE, MultiVector, add_generated
-from xdr.maxsim.store import GeneratedVectorStore
-from xdr.progress import row_progress
+from xdr.artifacts import Stage, open_artifact, shard_name
+from xdr.config import ModelSpec
+from xdr.embeddings import read_ids
+from xdr.errors import MismatchError, XdrError, XdrWarning
+from xdr.index.multivector import OFFSETS_FILE, MultiVector
 
 Metric = Literal["ip", "l2"]
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.txt"
 IN_MEMORY = "<in memory>"  # the path of an index made by DenseIndex.from_vectors
+GPU_MAX_K = 2048  # GPU FAISS (flat, IVF) returns at most this many results per query
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
@@ -72,16 +64,56 @@ def _to_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
         return index, False
 
 
+MIN_PER_LIST, PER_LIST = 39, 64  # FAISS warns below 39 training points per IVF list and uses at most 256
+MAX_DEFAULT_SAMPLE = 1 << 20  # the default stops growing here unless MIN_PER_LIST needs more
+PQ_SAMPLE = 1 << 16  # 256 points per centroid of an 8-bit product quantizer's 256 centroids
+
+
+def default_train_sample(index: faiss.Index, rows: int) -> int:
+    """Rows to train ``index`` on when the user does not say: 64 per IVF list (within FAISS's guidance of
+    30-256), at least 39 per list, up to about a million rows, and 65,536 for an index without lists
+    that still trains (PQ, SQ); 0 for one that needs no training (Flat, HNSW)."""
+    if index.is_trained:
+        return 0
+    ivf = faiss.try_extract_index_ivf(index)
+    nlist = int(ivf.nlist) if ivf is not None else 0
+    return min(rows, max(MIN_PER_LIST * nlist, min(PER_LIST * nlist, MAX_DEFAULT_SAMPLE), PQ_SAMPLE))
+
+
+def index_files(shards: int) -> list[str]:
+    """The FAISS files of an index of ``shards`` shards: ``index.faiss`` alone, or ``part-NNNNN.faiss``."""
+    return [INDEX_FILE] if shards == 1 else [shard_name(i, ".faiss") for i in range(shards)]
+
+
+def _ivf_lists(index: faiss.Index) -> int | None:
+    """IVF lists of an index, or of the shards of a sharded one (they share one quantizer)."""
+    if isinstance(index, faiss.IndexShards):
+        index = index.at(0)
+    ivf = faiss.try_extract_index_ivf(index)
+    return int(ivf.nlist) if ivf is not None else None
+
+
 def _check_metric(metric: str) -> None:
     if metric not in _METRICS:
         raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
 
 
 def _new_index(dim: int, factory: str, metric: Metric) -> faiss.Index:
+    """An empty index from a factory string, without polysemous training.
+
+    FAISS's factory turns on polysemous training for PQ codes (unless the string ends in "np"): an
+    annealing of the PQ centroid order that only polysemous (Hamming-filtered) search uses, which xdr
+    never enables; it made training an IVF-PQ index take minutes of CPU per sub-quantizer.
+    """
     try:
-        return faiss.index_factory(dim, factory, _METRICS[metric])
+        index = faiss.index_factory(dim, factory, _METRICS[metric])
     except RuntimeError as e:
         raise XdrError(f"bad FAISS factory string {factory!r}: {_reason(e)}") from e
+    ivf = faiss.try_extract_index_ivf(index)
+    for part in (faiss.downcast_index(ivf) if ivf is not None else None, faiss.downcast_index(index)):
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+    return index
 
 
 def _train(index: faiss.Index, sample: np.ndarray, factory: str) -> None:
@@ -89,80 +121,6 @@ def _train(index: faiss.Index, sample: np.ndarray, factory: str) -> None:
         index.train(sample)
     except RuntimeError as e:
         raise XdrError(f"cannot train {factory!r} on {len(sample)} vectors: {_reason(e)}") from e
-
-
-def build_index(
-    emb_dir: str | Path,
-    out_dir: str | Path,
-    factory: str = "Flat",
-    *,
-    metric: Metric = "ip",
-    train_sample: int = 300_000,
-    seed: int = 0,
-    use_gpu: bool = True,
-    progress: bool = True,
-    generated: str | Path | None = None,
-    beta: float = DEFAULT_BETA,
-) -> Path:
-    """Build a FAISS index over an embedding store, adding it shard by shard.
-
-    ``factory`` is a FAISS index_factory string: "Flat" is exact search, "IVF4096,PQ64" or "HNSW32" trade
-    recall for speed and memory. Indexes that need training (IVF, PQ) are trained on a uniform sample of
-    ``train_sample`` rows; FAISS wants at least 39 per IVF list. ``generated``, a max-sim store
-    (`xdr maxsim-store`), adds the passages' generated-query vectors as rows of their own: a multi-vector
-    index whose search groups rows back into passages, scored ``s + beta * max`` (see
-    :mod:`xdr.index.multivector`).
-    """
-    emb_dir, out = Path(emb_dir), Path(out_dir)
-    emb_meta = embeddings_meta(emb_dir)
-    _check_metric(metric)
-    store = None
-    if generated is not None:
-        if not beta >= 0:
-            raise XdrError(f"beta must be >= 0, got {beta}")
-        store = GeneratedVectorStore(generated)
-        store.check_space(ModelSpec(**emb_meta["params"]["model"]), f"the passage embeddings {emb_dir}")
-        if metric != "ip":
-            raise XdrError("a multi-vector index adds inner products of passages and generated queries; use ip")
-    enc = emb_meta["params"]
-    dim = enc["dim"]
-    params = {
-        "factory": factory,
-        "metric": metric,
-        "train_sample": train_sample,
-        "seed": seed,
-        "dim": dim,
-        "model": enc["model"],
-        "embeddings": {**input_identity(emb_dir), "kind": enc["kind"], "rows": emb_meta["rows"],
-                       "source": enc["source"]},
-    }
-    if store is not None:
-        params["generated"] = {**input_identity(store.path), "vectors": store.vectors, "dtype": store.dtype}
-        params["beta"] = beta
-    start_artifact(out, Stage.INDEX, params)
-    if is_done(out):
-        return out
-    index, on_gpu = _to_gpu(_new_index(dim, factory, metric), use_gpu)
-    if not index.is_trained:
-        _train(index, training_sample(emb_dir, train_sample, seed), factory)
-
-    with atomic_path(out / IDS_FILE) as ids_tmp, atomic_path(out / INDEX_FILE) as index_tmp:
-        with open_ids(ids_tmp) as id_file, row_progress(progress) as bar:
-            task = bar.add_task(f"index {factory}", total=emb_meta["rows"])
-            for ids, emb in iter_shards(emb_dir):
-                index.add(emb)
-                write_ids(id_file, ids)
-                bar.advance(task, len(ids))
-            if store is not None:
-                add_generated(index, store, emb_dir, out, bar)
-        index = faiss.index_gpu_to_cpu(index) if on_gpu else index
-        try:
-            faiss.write_index(index, str(index_tmp))
-        except RuntimeError as e:  # FAISS reports a full disk or an I/O error as a RuntimeError
-            raise XdrError(f"{out / INDEX_FILE}: cannot write the index ({_reason(e)})") from None
-    update_meta(out, ntotal=index.ntotal)
-    mark_done(out)
-    return out
 
 
 def default_nprobe(nlist: int) -> int:
@@ -192,8 +150,8 @@ class DenseIndex:
                            "rebuild it")
         self.index, self.spec, self.metric, self.factory, self.path = index, spec, metric, factory, path
         self._ids, self._on_gpu, self.multi = ids, on_gpu, multi
-        ivf = faiss.try_extract_index_ivf(index)
-        self.nlist: int | None = int(ivf.nlist) if ivf is not None else None
+        self.nlist = _ivf_lists(index)
+        self._cpu: faiss.Index | None = None  # a CPU copy for k beyond GPU_MAX_K, made when first needed
         self.settings: dict[str, int] = {}
         self.defaulted: set[str] = set()  # knobs set by use_defaults, not by the user
         self.recall_checked = False  # the defaulted nprobe was compared with exhaustive probing once
@@ -207,7 +165,7 @@ class DenseIndex:
         factory: str = "Flat",
         metric: Metric = "ip",
         *,
-        train_sample: int = 300_000,
+        train_sample: int | None = None,
         seed: int = 0,
         use_gpu: bool = True,
         nprobe: int | None = None,
@@ -216,10 +174,10 @@ class DenseIndex:
         """An index in memory over ``vectors`` (row ``i`` is passage ``ids[i]``), with no files written.
 
         For notebooks, tests and corpora that fit in RAM; ``spec`` is the model the vectors came from
-        (``encoder.spec``), checked against the query encoder at search time. Factories, training (on the
-        same uniform sample of ``train_sample`` rows that :func:`build_index` draws) and the search knobs
-        are those of :func:`build_index` and :func:`load_index`. ``path`` is ``"<in memory>"``, for
-        messages and the run's settings.
+        (``encoder.spec``), checked against the query encoder at search time. Factories, training (on a
+        uniform sample of ``train_sample`` rows, default :func:`default_train_sample`) and the search knobs
+        are those of :func:`xdr.index.build.build_index` and :func:`load_index`. ``path`` is
+        ``"<in memory>"``, for messages and the run's settings.
         """
         ids = list(ids)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -237,8 +195,8 @@ class DenseIndex:
             raise XdrError(f"passage ids must be strings ({e})") from e
         index, on_gpu = _to_gpu(_new_index(vectors.shape[1], factory, metric), use_gpu)
         if not index.is_trained:
-            pick = np.sort(np.random.default_rng(seed).choice(len(ids), size=min(train_sample, len(ids)),
-                                                              replace=False))
+            size = default_train_sample(index, len(ids)) if train_sample is None else min(train_sample, len(ids))
+            pick = np.sort(np.random.default_rng(seed).choice(len(ids), size=size, replace=False))
             _train(index, vectors[pick], factory)
         index.add(vectors)
         dense = cls(index, id_array, spec, metric, factory, IN_MEMORY, on_gpu)
@@ -276,6 +234,8 @@ class DenseIndex:
                 space.set_index_parameter(self.index, name, value)
             except RuntimeError as e:
                 raise XdrError(f"{self.path}: a {self.factory!r} index has no {name} setting") from e
+            if self._cpu is not None:
+                faiss.ParameterSpace().set_index_parameter(self._cpu, name, value)
             self.settings[name] = value
 
     def use_defaults(self) -> None:
@@ -297,7 +257,7 @@ class DenseIndex:
         if self.nlist is None or self.settings.get("nprobe", 1) >= self.nlist:
             return None if self.nlist is None else 1.0
         q = np.ascontiguousarray(query_emb[:sample], dtype=np.float32)
-        kk = min(k, self.ntotal)
+        kk = min(k, self.ntotal, GPU_MAX_K if self._on_gpu else k)  # an estimate: no CPU copy for it
         _, approx = self.index.search(q, kk)
         space = self._space()
         space.set_index_parameter(self.index, "nprobe", self.nlist)
@@ -308,6 +268,21 @@ class DenseIndex:
         hits = [len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist())) / max(1, (e >= 0).sum())
                 for a, e in zip(approx, exact, strict=True)]
         return float(np.mean(hits))
+
+    def _faiss_search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's search for ``kk`` rows. GPU FAISS returns at most :data:`GPU_MAX_K` per query (and fails
+        past it), so a deeper search runs on a CPU copy of the index, made once, with a warning: slower,
+        but the same answer (a multi-vector index asks for k times its rows per passage)."""
+        if not self._on_gpu or kk <= GPU_MAX_K:
+            return self.index.search(q, kk)
+        if self._cpu is None:
+            warnings.warn(XdrWarning(
+                f"{self.path}: GPU FAISS returns at most {GPU_MAX_K} rows per query; searching {kk} on a CPU "
+                "copy of the index"), stacklevel=3)
+            self._cpu = faiss.index_gpu_to_cpu(self.index)
+            for name, value in self.settings.items():
+                faiss.ParameterSpace().set_index_parameter(self._cpu, name, value)
+        return self._cpu.search(q, kk)
 
     def search(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows per query: scores float32 [n, k'] (higher is better; -L2² for metric "l2") and
@@ -325,10 +300,10 @@ class DenseIndex:
         if k <= 0:
             raise XdrError(f"k must be positive (got {k})")
         if self.multi is not None:  # rows to passages
-            scores, labels = self.index.search(q, min(k * self.multi.rows_per_passage, self.ntotal))
+            scores, labels = self._faiss_search(q, min(k * self.multi.rows_per_passage, self.ntotal))
             scores, labels = self.multi.group(scores, labels, k)
         else:
-            scores, labels = self.index.search(q, min(k, self.ntotal))
+            scores, labels = self._faiss_search(q, min(k, self.ntotal))
         if self.metric == "l2":
             np.negative(scores, out=scores)
         missing = labels < 0
@@ -338,15 +313,35 @@ class DenseIndex:
         return scores, ids
 
 
+def _read(path: Path, use_gpu: bool, mmap: bool, factory: str) -> tuple[faiss.Index, bool]:
+    """Read one FAISS file. FAISS maps IVF lists (``IO_FLAG_MMAP``) and flat codes (``IO_FLAG_MMAP_IFC``)
+    by different readers that do not combine, so the flag follows the index type."""
+    flags = 0
+    if mmap:
+        flags = faiss.IO_FLAG_MMAP if "IVF" in factory.upper() else faiss.IO_FLAG_MMAP_IFC
+    return _to_gpu(faiss.read_index(str(path), flags), use_gpu and not mmap)
+
+
 def load_index(
-    index_dir: str | Path, *, use_gpu: bool = True, nprobe: int | None = None, ef_search: int | None = None
+    index_dir: str | Path, *, use_gpu: bool = True, nprobe: int | None = None, ef_search: int | None = None,
+    mmap: bool = False,
 ) -> DenseIndex:
     """Open a finished index directory; refuses one whose build did not finish. Knobs left as None get
-    xdr's defaults (``DenseIndex.use_defaults``); the ones in force are in ``DenseIndex.settings``."""
+    xdr's defaults (``DenseIndex.use_defaults``); the ones in force are in ``DenseIndex.settings``.
+
+    A sharded index opens as one: its shards are searched in turn and their results merged. ``mmap``
+    leaves IVF lists and flat vectors on disk, paged in by the OS as searches touch them, for an index
+    larger than memory (on the CPU only)."""
     d = Path(index_dir)
     meta = open_artifact(d, Stage.INDEX, what="an index (`xdr index`)")
     params = meta["params"]
-    index, on_gpu = _to_gpu(faiss.read_index(str(d / INDEX_FILE)), use_gpu)
+    parts = [_read(d / name, use_gpu, mmap, params["factory"]) for name in index_files(params.get("shards", 1))]
+    on_gpu = any(g for _, g in parts)
+    index = parts[0][0]
+    if len(parts) > 1:
+        index = faiss.IndexShards(params["dim"], on_gpu, True)  # threads per shard only for GPUs
+        for part, _ in parts:
+            index.add_shard(part)
     multi = None
     if "generated" in params:
         multi = MultiVector(np.load(d / OFFSETS_FILE), params["beta"])
