@@ -34,24 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import peak_tflops, save_random_bert
+from common import peak_tflops, read_xquad, save_random_bert
 
 from xdr.runtime import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def read_xquad(data: Path, langs: list[str], unit: str) -> list[str]:
-    """Passages from XQuAD-R: each paragraph's sentences (the retrieval pool) or whole paragraphs."""
-    texts = []
-    for lang in langs:
-        path = data / "xquad-r" / f"{lang}.json"
-        if not path.exists():
-            sys.exit(f"{path} not found; pass --data DIR (the folder holding xquad-r/)")
-        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-            for p in article["paragraphs"]:
-                texts.extend(p["sentences"] if unit == "sentences" else [p["context"]])
-    return texts
 
 
 def model_flops(model: torch.nn.Module, lengths: np.ndarray) -> float:

@@ -31,23 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import read_xquad
+
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the per-core rate (set before tokenizers loads)
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_RESULT = REPO / "benchmarks" / "results" / "encode_speed_cuda_h200_bert_base.json"
 LANGS = ["en", "de", "el", "es", "hi", "tr", "vi"]
 MFU_TARGET = 0.40
-
-
-def xquad_paragraphs(data: Path) -> list[str]:
-    texts = []
-    for lang in LANGS:
-        path = data / "xquad-r" / f"{lang}.json"
-        if not path.exists():
-            sys.exit(f"{path} not found; pass --data DIR (the folder holding xquad-r/)")
-        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-            texts.extend(p["context"] for p in article["paragraphs"])
-    return texts
 
 
 def synthetic(paragraphs: list[str], count: int, words: int = 100) -> list[str]:
@@ -117,7 +108,7 @@ def main() -> None:
     spec = resolve_spec(args.model)
     tokenizer = AutoTokenizer.from_pretrained(spec.path)
     _start_worker(tokenizer)  # this process plays one worker for the "worker" figure
-    paragraphs = xquad_paragraphs(args.data)[: args.limit]
+    paragraphs = read_xquad(args.data, LANGS, "paragraphs")[: args.limit]
     sets = {"xquad_r_paragraphs": paragraphs, "synthetic_100_words": synthetic(paragraphs, args.synthetic)}
     lengths = {"max_length_512": 512, "max_length_128": 128}
     results: dict[str, Any] = {}

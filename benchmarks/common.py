@@ -7,6 +7,8 @@ imported inside the builders, so a benchmark that needs neither does not pay for
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,3 +109,16 @@ def random_mt5(size: str, device: torch.device, dtype: torch.dtype) -> MT5ForCon
         model: Any = MT5ForConditionalGeneration(config)
         model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * config.d_model**-0.5)
     return model.to(dtype).eval()
+
+
+def read_xquad(data: Path, langs: list[str], unit: str) -> list[str]:
+    """Passages from XQuAD-R: each paragraph's sentences (the retrieval pool) or whole paragraphs."""
+    texts = []
+    for lang in langs:
+        path = data / "xquad-r" / f"{lang}.json"
+        if not path.exists():
+            sys.exit(f"{path} not found; pass --data DIR (the folder holding xquad-r/)")
+        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+            for p in article["paragraphs"]:
+                texts.extend(p["sentences"] if unit == "sentences" else [p["context"]])
+    return texts
