@@ -77,6 +77,7 @@ def cases(a: dict[str, Path]) -> dict[str, list[str]]:
         "encode bad utf-8 header": ["encode", str(r / "bad-header.tsv"), *tiny, "--out", "OUT"],
         "encode id with spaces": ["encode", str(r / "spaces.jsonl"), *tiny, "--out", "OUT"],
         "encode device cuda without one": ["encode", corpus, *tiny, "--device", "cuda", "--out", "OUT"],
+        "encode tokenizer workers -1": ["encode", corpus, *tiny, "--tokenizer-workers", "-1", "--out", "OUT"],
         "encode device foo": ["encode", corpus, *tiny, "--device", "foo", "--out", "OUT"],
         "encode out is a file": ["encode", corpus, *tiny, "--out", str(r / "a-file")],
         "maxsim-store pq-m 0": ["maxsim-store", str(a["gen_emb"]), "--dtype", "pq", "--pq-m", "0", "--out", "OUT"],

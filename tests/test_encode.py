@@ -15,7 +15,7 @@ from xdr.artifacts import shard_name
 from xdr.config import ModelSpec
 from xdr.data.schema import Passage, Query
 from xdr.embeddings import iter_shards, load_embeddings, open_ids, read_ids, write_embeddings, write_ids
-from xdr.encode import encode_passages, encode_queries
+from xdr.encode import EncoderLoader, encode_passages, encode_queries
 from xdr.errors import MismatchError, XdrError
 
 
@@ -244,3 +244,9 @@ def test_progress_reports_throughput_on_stderr(tmp_path: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert "rows/s" in captured.err and "5/5" in captured.err
     assert captured.out == ""
+
+
+def test_the_encoder_recipe_carries_the_tokenizer_workers(tiny_bert_dir: Path) -> None:
+    spec = ModelSpec(name="tiny", path=str(tiny_bert_dir))
+    assert EncoderLoader(spec, "cpu", 2)().tokenizer_workers == 2  # the pool itself starts on first use
+    assert EncoderLoader(spec, "cpu")().tokenizer_workers == 0

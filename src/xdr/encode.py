@@ -67,11 +67,12 @@ class EncoderLoader:
 
     spec: ModelSpec
     device: str | None = None
+    tokenizer_workers: int | None = 0  # processes tokenising ahead of the model; None: on a GPU, by input size
 
     def __call__(self) -> TextEncoder:
         from xdr.models.encoder import Encoder
 
-        return Encoder.load(self.spec, device=self.device)
+        return Encoder.load(self.spec, device=self.device, tokenizer_workers=self.tokenizer_workers)
 
 
 def encoder_setup(encoder: TextEncoder | EncoderLoader) -> Callable[[], TextEncoder]:

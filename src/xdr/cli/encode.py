@@ -62,6 +62,9 @@ def encode_cmd(
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
     threads: ThreadsOpt = None,
+    tokenizer_workers: Annotated[int | None, typer.Option(callback=in_range(0), help=(
+        "processes tokenising ahead of the model (default: on a GPU, all cores but two, at most 8; "
+        "none on a CPU, whose cores the model needs)"))] = None,
 ) -> None:
     """Encode a corpus into sharded embeddings; after a kill, run it again to resume."""
     from xdr.data import read_passages, read_queries
@@ -78,7 +81,7 @@ def encode_cmd(
     if lang is not None and kind != "query":
         raise XdrError("--lang is the language of queries; it goes with --kind query")
     settings = engine_settings(engine, ray_address, workers, threads)
-    encoder = EncoderLoader(spec, device)  # loaded once per worker, where the worker runs
+    encoder = EncoderLoader(spec, device, tokenizer_workers)  # loaded once per worker, where it runs
     options = {"shard_size": shard_size, "batch_size": batch_size, "source": source, "engine": settings}
     if kind == "passage":
         path = encode_passages(read_passages(source, format=fmt, fields=columns), encoder, out_dir, **options)

@@ -89,7 +89,7 @@ def _check_lengths(spec: ModelSpec, config: Any, tokenizer: PreTrainedTokenizerB
                            f"use at most {positions}")
 
 
-AUTO_WORKERS_MIN_TEXTS = 32768  # below this, starting worker processes costs more than it saves
+AUTO_WORKERS_MIN_TEXTS = 8192  # below this, starting worker processes costs more than it saves (one encode chunk)
 
 
 def auto_tokenizer_workers(device: torch.device, texts: int) -> int:
