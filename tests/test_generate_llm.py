@@ -16,7 +16,15 @@ from chat_server import BUSY_FAILURES, BUSY_RETRY_AFTER, FakeChatServer, running
 
 from xdr.data.schema import Passage
 from xdr.errors import DataError, XdrError
-from xdr.generate import LLMGenerator, OpenAIChatBackend, Prompt, load_exemplars, parse_answer, run_generation
+from xdr.generate import (
+    LLMGenerator,
+    OpenAIChatBackend,
+    Prompt,
+    load_exemplars,
+    make_generator,
+    parse_answer,
+    run_generation,
+)
 from xdr.generate.base import passage_seed, row_seed
 from xdr.generate.prompts import SYSTEM, build_messages, render_plain, select_exemplars
 
@@ -221,8 +229,6 @@ def test_http_rate_limit_spaces_requests(server: FakeChatServer) -> None:
 
 
 def test_the_request_timeout_reaches_the_http_back_end() -> None:
-    from xdr.generate import make_generator
-
     gen = make_generator("openai", model="qwen", base_url="http://127.0.0.1:9/v1", timeout=600.0, concurrency=2)
     assert gen.backend.timeout == 600.0 and gen.backend.concurrency == 2
     assert "timeout" not in gen.config["backend"]  # it does not change the answers, so a resume may change it
