@@ -3,7 +3,7 @@
     # plan only: the LLM calls it will make, then stop
     python experiments/expansion.py --plan
     # the real run (llama.cpp server from experiments/llm_server.sh, parallel slots if it has them)
-    nice python experiments/expansion.py --base-url http://127.0.0.1:8080/v1 --model qwen --concurrency 4
+    nice -n 19 python experiments/expansion.py --base-url http://127.0.0.1:8080/v1 --model qwen
     # the end-to-end check with a stub LLM on a few questions (numbers mean nothing)
     python experiments/expansion.py --stub --per-lang 2 --per-lang-best 2 --pool subset --out /tmp/exp
 
@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 from lib import ROOT, cached, digest, generated_spec, maxsim_scores, read_dev, report
+from scipy.stats import spearmanr
 
 from xdr.augment import fuse
 from xdr.data.schema import Query
 from xdr.data.squad import read_xquad_r
 from xdr.evaluate import Report, evaluate
 from xdr.evaluate.significance import paired_test, with_holm
-from xdr.expand import ExpandSettings, plan_calls, read_expansions, run_expansion
+from xdr.expand import ExpandSettings, expansion_stats, plan_calls, read_expansions, run_expansion, stats_markdown
 from xdr.expand.prompts import STRATEGIES, TRANSLATE_SYSTEM
 from xdr.generate.artifact import read_generated
 from xdr.generate.llm import OpenAIChatBackend, Prompt
@@ -79,15 +80,17 @@ class StubChat:
 
 
 def subset(queries: list[Query], start: int, count: int) -> list[Query]:
-    """The same ``count`` questions in every language, by a hash of their id (from the ``start``-th)."""
+    """The same ``count`` questions in every language, by a hash of their id (from the ``start``-th), one
+    question's languages after another: any prefix of the run's shards is stratified by language."""
     bases = sorted({q.id.rsplit("-", 1)[0] for q in queries}, key=lambda b: hashlib.sha256(b.encode()).hexdigest())
-    keep = set(bases[start:start + count])
-    return [q for q in queries if q.id.rsplit("-", 1)[0] in keep]
+    rank = {b: i for i, b in enumerate(bases[start:start + count])}
+    chosen = [q for q in queries if q.id.rsplit("-", 1)[0] in rank]
+    return sorted(chosen, key=lambda q: rank[q.id.rsplit("-", 1)[0]])
 
 
-def kept(path: Path, strategy: str, column: str) -> dict[str, list[str]]:
+def kept(path: Path, strategy: str, column: str, partial: bool = False) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for e in read_expansions(path, strategy=strategy, kept_only=column != "translation"):
+    for e in read_expansions(path, strategy=strategy, kept_only=column != "translation", partial=partial):
         if text := getattr(e, column):
             out.setdefault(e.qid, []).append(text)
     return out
@@ -104,14 +107,19 @@ def main() -> int:
     ap.add_argument("--pool", choices=["all", "subset"], default="all")
     ap.add_argument("--model", default="qwen")
     ap.add_argument("--base-url", default="http://127.0.0.1:8080/v1")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument(
+        "--concurrency", type=int, default=1, help="requests at once (batching did not pay on 2 CPU threads)"
+    )
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per LLM request (the server may be paused)")
     ap.add_argument("--stub", action="store_true", help="a stand-in LLM (checks the script; numbers mean nothing)")
     ap.add_argument("--plan", action="store_true", help="print the LLM calls planned and stop")
+    ap.add_argument("--partial", action="store_true",
+                    help="report the strategies on the finished shards of a run still going, asking the LLM nothing")
     a = ap.parse_args()
 
     data, queries = read_dev(a.shared)
     strat_q, best_q = subset(queries, 0, a.per_lang), subset(queries, a.per_lang, a.per_lang_best)
-    runs = {"strategies": (strat_q, ExpandSettings(strategies=STRATEGIES, order="expand", shard_size=60))}
+    runs = {"strategies": (strat_q, ExpandSettings(strategies=STRATEGIES, order="expand", shard_size=12))}
     plan = {"strategies": plan_calls(strat_q, runs["strategies"][1])}
     for order in ("translate-expand", "expand-translate"):
         plan[order] = plan_calls(best_q, ExpandSettings(strategies=("zero-shot",), order=order))
@@ -122,10 +130,15 @@ def main() -> int:
     if a.stub:
         en = {q.id.rsplit("-", 1)[0]: q.text for q in read_xquad_r(a.shared / "xquad-r", ["en"]).queries["en"]}
         english = {q.text: en[q.id.rsplit("-", 1)[0]] for q in queries}
-    backend = StubChat(english) if a.stub else OpenAIChatBackend(a.model, a.base_url, concurrency=a.concurrency)
+    backend = StubChat(english) if a.stub else OpenAIChatBackend(
+        a.model, a.base_url, concurrency=a.concurrency, timeout=a.timeout)
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    run_expansion(strat_q, backend, a.work / "strategies", runs["strategies"][1])
+    if a.partial:
+        done = {e.qid for e in read_expansions(a.work / "strategies", kept_only=False, partial=True)}
+        strat_q = [q for q in strat_q if q.id in done]
+    else:
+        run_expansion(strat_q, backend, a.work / "strategies", runs["strategies"][1])
 
     corpus = data.corpus if a.pool == "all" else [
         p for p in data.corpus if p.id in {next(iter(data.qrels[q.id])) for q in strat_q + best_q}]
@@ -171,7 +184,7 @@ def main() -> int:
     base_s = score(svec @ pvec.T, strat_q, "dense")
     strat: dict[str, dict[str, Report]] = {}
     for s in STRATEGIES:
-        exp = kept(a.work / "strategies", s, "expansion")
+        exp = kept(a.work / "strategies", s, "expansion", a.partial)
         strat[s] = {"concat": score(concat(strat_q, exp) @ pvec.T, strat_q, f"{s} concat"),
                     "fuse": score(fused(strat_q, exp)[0] @ pvec.T, strat_q, f"{s} fuse")}
     best = max(STRATEGIES, key=lambda s: max(r.macro["RR@10"] for r in strat[s].values()))
@@ -181,6 +194,13 @@ def main() -> int:
                                           if (q in short) == (half == "short")]) - np.mean(
         [v for q, v in base_s.scores("RR@10").items() if (q in short) == (half == "short")]))
         for half in ("short", "long")} for s in STRATEGIES}
+    if a.partial:
+        lines = strategy_lines(a, strat, base_s, by_length, plan, time.monotonic() - t0, best)
+        lines += cost_lines({"strategies": expansion_stats(a.work / "strategies")})
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print(f"wrote {a.out.with_suffix('.md')}")
+        return 0
 
     # ---- 2. best strategy, both orders (second subset)
     for order in ("translate-expand", "expand-translate"):
@@ -245,25 +265,14 @@ def main() -> int:
 def write(a: argparse.Namespace, results: dict[str, Report], strat: dict[str, dict[str, Report]], base_s: Report,
           by_length: dict[str, dict[str, float]], tuned: dict[str, Any], plan: dict[str, int], seconds: float,
           artifacts: list[Path], best: str) -> None:
-    from xdr.expand import expansion_stats
-
     base = results["dense"]
     tests = with_holm([paired_test(base.scores(m), r.scores(m), measure=m, baseline_name="dense", system_name=name)
                        for name, r in results.items() if name != "dense" for m in MEASURES])
     p = {(c.system, c.measure): c for c in tests}
     stats = {art.name: expansion_stats(art) for art in artifacts}
     head = "| condition | " + " | ".join(base.macro) + " |"
-    stub = ", STUB LLM: numbers mean nothing" if a.stub else ""
-    lines = [f"# Generative query expansion on XQuAD-R (me5-small{stub})", "",
-             f"Made by `python {' '.join(sys.argv)}`. LLM calls planned: {plan}; LLM wall time {seconds:.0f} s.", "",
-             "## Strategies (order expand; first subset), macro, difference to dense", "", head,
-             "|---|" + "---:|" * len(base_s.macro)]
-    lines += [f"| {s} {c} | " + " | ".join(f"{v:.2f} ({v - base_s.macro[m]:+.2f})" for m, v in r.macro.items()) + " |"
-              for s, by in strat.items() for c, r in by.items()]
-    lines += ["", f"Best strategy: **{best}**. MRR@10 gain of concat over dense, by query length (words, split at the "
-              "median):", "", "| strategy | short | long |", "|---|---:|---:|",
-              *(f"| {s} | {v['short']:+.3f} | {v['long']:+.3f} |" for s, v in by_length.items()), "",
-              "## Conditions (second subset, best strategy), macro; difference to dense, Holm-corrected p (t / W)", "",
+    lines = strategy_lines(a, strat, base_s, by_length, plan, seconds, best)
+    lines += ["## Conditions (second subset, best strategy), macro; difference to dense, Holm-corrected p (t / W)", "",
               head, "|---|" + "---:|" * len(base.macro)]
     for name, r in results.items():
         cells = [f"{v:.2f}" + (f" ({p[(name, m)].mean_diff:+.2f}; {p[(name, m)].t_pvalue_holm:.3f} / "
@@ -280,13 +289,8 @@ def write(a: argparse.Namespace, results: dict[str, Report], strat: dict[str, di
     h = tuned["held_out"]
     lines += ["", "\\* non-Latin script.", "", f"## Tuning (xdr.tune, {tuned['folds']}-fold CV over questions)", "",
               f"Chosen: {tuned['chosen']}; held-out {tuned['metric']} {h['tuned']:.4f} vs defaults {h['default']:.4f}.",
-              "", "## LLM cost and expansions kept", ""]
-    for name, s in stats.items():
-        c = s["cost"]
-        kept_rows = sum(v["kept"] for by in s["rows"].values() for v in by.values())
-        rows = sum(v["rows"] for by in s["rows"].values() for v in by.values())
-        lines.append(f"- {name}: {c['calls']} calls, {c['per_query']['seconds']:.2f} s per query; kept {kept_rows} of "
-                     f"{rows} expansions")
+              ""]
+    lines += cost_lines(stats)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     a.out.with_suffix(".json").write_text(json.dumps(
@@ -297,10 +301,42 @@ def write(a: argparse.Namespace, results: dict[str, Report], strat: dict[str, di
     print(f"wrote {a.out.with_suffix('.md')}")
 
 
+def strategy_lines(a: argparse.Namespace, strat: dict[str, dict[str, Report]], base_s: Report,
+                   by_length: dict[str, dict[str, float]], plan: dict[str, int], seconds: float,
+                   best: str) -> list[str]:
+    """The title and the strategies section: macro and per-language scores, and the gain by query length."""
+    stub = ", STUB LLM: numbers mean nothing" if a.stub else ""
+    head = "| condition | " + " | ".join(base_s.macro) + " |"
+    langs = [lang for lang in XQUAD_R_DEV_LANGS if lang in base_s.per_language["RR@10"]]
+    n = len(base_s.scores("RR@10"))
+    lines = [f"# Generative query expansion on XQuAD-R (me5-small{stub})", "",
+             f"Made by `python {' '.join(sys.argv)}`. LLM calls planned: {plan}; LLM wall time {seconds:.0f} s.", "",
+             f"## Strategies (order expand; first subset, {n} questions), macro, difference to dense", "", head,
+             "|---|" + "---:|" * len(base_s.macro),
+             "| dense | " + " | ".join(f"{v:.2f}" for v in base_s.macro.values()) + " |"]
+    lines += [f"| {s} {c} | " + " | ".join(f"{v:.2f} ({v - base_s.macro[m]:+.2f})" for m, v in r.macro.items()) + " |"
+              for s, by in strat.items() for c, r in by.items()]
+    lines += ["", "Per language, RR@10 (\\* non-Latin script):", "",
+              "| condition | " + " | ".join(f"{lang}{'*' if lang in NON_LATIN else ''}" for lang in langs) + " |",
+              "|---|" + "---:|" * len(langs)]
+    for name, r in [("dense", base_s), *((f"{s} {c}", r) for s, by in strat.items() for c, r in by.items())]:
+        lines.append(f"| {name} | " + " | ".join(f"{r.per_language['RR@10'][lang]:.2f}" for lang in langs) + " |")
+    lines += ["", f"Best strategy: **{best}**. MRR@10 gain of concat over dense, by query length (words, split at the "
+              "median):", "", "| strategy | short | long |", "|---|---:|---:|",
+              *(f"| {s} | {v['short']:+.3f} | {v['long']:+.3f} |" for s, v in by_length.items()), ""]
+    return lines
+
+
+def cost_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
+    """LLM calls, seconds per query and what each filter kept or dropped, per run."""
+    lines = ["## LLM cost and expansions kept", ""]
+    for name, st in stats.items():
+        lines += [f"### {name}", "", stats_markdown(st)]
+    return lines
+
+
 def answers(results: dict[str, Report], by_length: dict[str, dict[str, float]]) -> list[str]:
     """The paper's four claims, answered from this run's numbers (RR@10)."""
-    from scipy.stats import spearmanr
-
     def find(prefix: str) -> Report:
         return next(r for name, r in results.items() if name.startswith(prefix))
 
