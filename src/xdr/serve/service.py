@@ -19,15 +19,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from xdr.artifacts import Stage, input_identity, read_meta
-from xdr.config import DEFAULT_BETA
+from xdr.config import DEFAULT_BETA, ModelSpec
 from xdr.data import read_passages
 from xdr.data.language import UNDETERMINED, detect_language
+from xdr.data.runs import Run
 from xdr.data.textstore import TextStore, open_text_store
 from xdr.errors import XdrError
 from xdr.generate.artifact import read_generated
 from xdr.index import DenseIndex, load_index
 from xdr.maxsim import MaxSimReranker
 from xdr.models.base import TextEncoder, stage_budget
+from xdr.models.encoder import Encoder
+from xdr.models.registry import resolve_spec
 from xdr.search import search_vectors
 from xdr.serve.batcher import BatchSettings
 from xdr.serve.explain import Explainer
@@ -98,10 +101,6 @@ class Service:
     @classmethod
     def load(cls, settings: ServeSettings) -> Service:
         """Load the query encoder (the index's model unless ``settings.model`` names one) and everything else."""
-        from xdr.config import ModelSpec
-        from xdr.models.encoder import Encoder
-        from xdr.models.registry import resolve_spec
-
         meta = read_meta(settings.index) if (settings.index / "meta.json").exists() else None
         if meta is None:
             raise XdrError(f"{settings.index}: not an index (`xdr index`)")
@@ -170,8 +169,6 @@ class Service:
 
     def search_batch(self, reqs: list[SearchRequest]) -> list[dict[str, Any]]:
         """Answer requests together: one encoder call, one search per settings group, then per request."""
-        from xdr.data.runs import Run
-
         start = time.perf_counter()
         texts = [r.text for r in reqs]
         emb = self.encoder.encode(texts, "query", **stage_budget(self.encoder.spec, "query", len(texts)))
