@@ -134,8 +134,8 @@ def main() -> None:
         "benchmark": "ray_scale", "model": "random BERT (1 layer, width 32), 32 tokens",
         "engine": "ray, 2 workers x 1 thread",
         "shard_size": args.shard_size, "command": "python " + shlex.join(sys.argv), "machine": machine_info(),
-        "note": "2 cores shared with other jobs (see machine.load_average_1m_at_start), run under nice; the "
-                "driver and both workers share the 2 cores",
+        "note": "the driver and both workers share this machine's cores; anything else running shows in "
+                "machine.load_average_1m_at_start",
         "rows": rows, "target": "driver peak RSS < 1024 MB at the largest size; time linear in size",
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -147,8 +147,8 @@ def main() -> None:
     result = {
         "benchmark": "ray_scaling", "task": args.task, "model": model, "passages": args.limit, "shard_size": shard,
         "command": "python " + shlex.join(sys.argv), "machine": machine_info(),
-        "note": "2 cores shared with other jobs (see machine.load_average_1m_at_start), run under nice; "
-                "local runs in the driver",
+        "note": "local runs in the driver; anything else running on the machine shows in "
+                "machine.load_average_1m_at_start",
         "ray_start_seconds": round(ray_start, 3), "runs": runs,
         "ratios": {
             "ray_1worker_vs_local_1thread": ratio("ray_1worker_1thread", "local_1thread"),
