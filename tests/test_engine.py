@@ -12,11 +12,12 @@ from pydantic import ValidationError
 from test_encode import HashEncoder, corpus
 from test_generate_run import FakeGenerator
 
-from xdr.artifacts import shard_name
+from xdr.artifacts import Stage, shard_name
 from xdr.cli.options import engine_settings
-from xdr.embeddings import load_embeddings
+from xdr.config import ModelSpec
+from xdr.embeddings import EmbeddingWriter, load_embeddings, store_params
 from xdr.encode import encode_passages
-from xdr.engine import EngineSettings, ShardTask, worker_pool
+from xdr.engine import EngineSettings, ShardTask, _Worker, worker_pool
 from xdr.errors import XdrError
 from xdr.generate import run_generation
 from xdr.generate.artifact import shard_paths
@@ -94,3 +95,24 @@ def test_temp_files_of_lost_workers_are_removed_at_the_end(tmp_path: Path) -> No
     with worker_pool(None, lambda: None) as pool:
         pool.run([ShardTask(0, 1, [1])], compute, label="t", progress=False, out_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part-00000.npy"]
+
+
+def test_a_store_is_never_marked_done_over_missing_shards(tmp_path: Path) -> None:
+    """A worker that cannot see the output folder writes its shard elsewhere: the driver must not call the
+    store finished."""
+    spec = ModelSpec(name="m", path="m")
+    writer = EmbeddingWriter(tmp_path / "emb", Stage.ENCODE, store_params(spec, "passage", 4, 2, normalized=False,
+                                                                             source=None))
+    writer.write(0, ["a", "b"], np.ones((2, 4), np.float32))
+    with pytest.raises(XdrError, match="1 of 2 shards are not there"):
+        writer.finish(rows=4, shards=2)
+    assert not (tmp_path / "emb" / "_DONE").exists()
+
+
+def test_ray_workers_resolve_relative_paths_like_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray actor starts in a folder of Ray's; it moves to the driver's, so a relative --out is the same place."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where Ray starts the actor
+    worker = _Worker(lambda: Path.cwd(), None, str(tmp_path))  # the driver runs in tmp_path
+    assert worker.state == tmp_path  # its setup already ran there

@@ -1,5 +1,6 @@
-"""The Ray engine on a real two-node cluster (loopback, private namespaces): the same bytes as the local engine
-for encode, generate and augment; a lost worker's shards retried; a killed driver resumed.
+"""The Ray engine on a real two-node cluster (loopback, private namespaces): both nodes join on 127.0.0.1 and
+run tasks; the same bytes as the local engine for encode, generate and augment; a lost worker's shards
+retried; a killed driver resumed; and nothing outlives the cluster.
 
 One cluster serves every scenario (a start costs ~30 s here). The local reference runs in this process.
 """
@@ -7,14 +8,18 @@ One cluster serves every scenario (a start costs ~30 s here). The local referenc
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import partial
 from pathlib import Path
 
 from isolated import BIN, cluster_prelude, require_isolation, run_isolated
 from test_generate_models import mt5_dir  # noqa: F401  (the tiny random mT5 fixture)
+from typer.testing import CliRunner
 
 from xdr.artifacts import read_meta
+from xdr.augment import augment
+from xdr.cli import app
 from xdr.config import ModelSpec
 from xdr.data import read_passages
 from xdr.encode import EncoderLoader, encode_passages
@@ -64,6 +69,16 @@ class Slow:
 
 corpus = root / "corpus.jsonl"
 if scenario == "stages":
+    import ray
+
+    ray.init()  # the engine joins this connection
+
+    @ray.remote
+    def where():
+        return ray.get_runtime_context().get_node_id()
+
+    alive = sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])
+    print("nodes", alive, len({ray.get(where.options(resources={r: 0.5}).remote()) for r in ("head", "second")}))
     encode_passages(read_passages(corpus), EncoderLoader(spec), root / "ray/enc", shard_size=3, engine=RAY,
                     progress=False)
     gen = partial(make_generator, "seq2seq", model=args["mt5"], device="cpu", batch_size=4)
@@ -78,11 +93,17 @@ print("driver done", scenario)
 
 SCRIPT = """
 cd "$ROOT"
+echo "namespace $(readlink /proc/self/ns/pid)"
+test -n "$RAYLET_0" && test -n "$RAYLET_1" && test "$RAYLET_0" != "$RAYLET_1"
 shards() {{ ls "$1"/part-*.npy 2>/dev/null | wc -l; }}
 wait_shards() {{ for _ in $(seq 600); do [ "$(shards "$1")" -ge {n} ] && return 0; sleep 0.1; done; return 1; }}
 echo "cluster up: $SECONDS s"
 "$PY" driver.py "$ROOT" stages
 echo "stages done: $SECONDS s"
+# the command line's switch: `xdr encode --engine ray` joins the running cluster
+"$PY" -m xdr encode corpus.jsonl --model "$TINY" --pooling cls --shard-size 3 --engine ray --workers 2 \
+    --threads 1 --out cli-ray
+echo "cli done: $SECONDS s"
 # a lost worker: kill the second node's worker processes (Ray's actors, not the node's agents) mid-job
 "$PY" driver.py "$ROOT" fault & job=$!
 wait_shards fault
@@ -101,6 +122,13 @@ stat -c '%n %i %Y' resume/part-*.npy > resume-before.txt
 "$PY" driver.py "$ROOT" resume
 stat -c '%n %i %Y' resume/part-*.npy > resume-after.txt
 """
+
+
+def _pid_namespace(proc: Path) -> str | None:
+    try:
+        return os.readlink(proc / "ns" / "pid")
+    except OSError:
+        return None
 
 
 def _corpus(root: Path) -> Path:
@@ -131,8 +159,6 @@ def _scrubbed(d: Path, folder: str) -> str:
 
 def test_ray_engine_on_two_nodes_matches_local(tmp_path: Path, tiny_bert_dir: Path, mt5_dir: Path) -> None:  # noqa: F811
     require_isolation()
-    from xdr.augment import augment
-
     root = tmp_path
     corpus = _corpus(root)
     spec = ModelSpec(name="tiny", path=str(tiny_bert_dir), normalize=True)
@@ -149,14 +175,24 @@ def test_ray_engine_on_two_nodes_matches_local(tmp_path: Path, tiny_bert_dir: Pa
     augment(local / "enc", local / "gen", local / "aug", chunk_size=2, engine=LOCAL, progress=False)
 
     script = cluster_prelude([{"CPU": 1, "head": 1}, {"CPU": 1, "second": 1}]) + (
-        f'export ROOT="{root}" PY="{BIN}/python"\n' + SCRIPT.format(n=SLOW_SHARDS)
+        f'export ROOT="{root}" PY="{BIN}/python" TINY="{tiny_bert_dir}"\n' + SCRIPT.format(n=SLOW_SHARDS)
     )
     result = run_isolated(script, root, timeout=600)
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
+    # two nodes on loopback, and a task pinned to each ran on two different nodes
+    assert "nodes ['127.0.0.1', '127.0.0.1'] 2" in result.stdout
+    namespace = re.search(r"^namespace (pid:\[\d+\])$", result.stdout, re.M)
+    assert namespace is not None
+    survivors = [p for p in Path("/proc").glob("[0-9]*") if _pid_namespace(p) == namespace.group(1)]
+    assert survivors == []  # the kernel killed Ray's daemons with the namespace
 
     for name in ("enc", "gen", "aug"):
         _same_artifact(local / name, root / "ray" / name)
+    cli = CliRunner().invoke(app, ["encode", str(corpus), "--model", str(tiny_bert_dir), "--pooling", "cls",
+                                   "--shard-size", "3", "--out", str(local / "cli")])
+    assert cli.exit_code == 0, cli.output
+    assert _shard_bytes(local / "cli") == _shard_bytes(root / "cli-ray")
     assert len(list((local / "gen").glob("part-*.parquet"))) == N // SHARD
 
     # lost workers: restarted and their shards retried; every row once, the same bytes

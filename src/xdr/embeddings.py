@@ -188,6 +188,12 @@ class EmbeddingWriter:
                 f"{self.out}: the input is shorter than the one the interrupted run was writing "
                 f"({shards} shards now, {self.kept} done before); remove the directory or choose another --out"
             )
+        missing = [i for i in range(shards) if not self.shard_done(i)]
+        if missing:  # never mark done over shards a worker wrote somewhere else
+            raise XdrError(
+                f"{self.out}: {len(missing)} of {shards} shards are not there (first: {missing[0]}); a worker "
+                "wrote them elsewhere: on a cluster, --out must be on a filesystem every node shares"
+            )
         update_meta(self.out, rows=rows, shards=shards, **fields)
         mark_done(self.out)
         return self.out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -184,7 +185,9 @@ class _LocalPool(WorkerPool[S]):
 class _Worker:
     """A Ray actor: builds its state once, then computes shards sent to it."""
 
-    def __init__(self, setup: Callable[[], Any], threads: int | None) -> None:
+    def __init__(self, setup: Callable[[], Any], threads: int | None, cwd: str) -> None:
+        if os.path.isdir(cwd):  # relative paths mean what they mean to the driver (where it exists here)
+            os.chdir(cwd)
         _set_threads(threads)
         self.state = setup()
 
@@ -215,7 +218,7 @@ class _RayPool(WorkerPool[S]):
             num_cpus=threads, num_gpus=gpus, max_restarts=settings.max_retries,
             max_task_retries=settings.max_retries,
         )
-        self.actors = [actor.remote(setup, threads) for _ in range(workers)]
+        self.actors = [actor.remote(setup, threads, os.getcwd()) for _ in range(workers)]
         self.limit = settings.in_flight
         try:  # every worker built its state: a model that cannot be had fails here, before any output
             ray.get([a.ask.remote(_ready) for a in self.actors])
