@@ -8,9 +8,11 @@ over a tmpfs, and are skipped where the machine does not allow one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -125,14 +127,18 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], out: Path | No
 
 
 def test_every_bad_input_is_one_line_with_exit_2(art: dict[str, Path], tmp_path: Path) -> None:
-    failures = []
-    for name, argv in cases(art).items():
+    def check(name: str, argv: list[str]) -> str | None:
         out = tmp_path / name.replace(" ", "-")
         done = run_xdr([str(out) if x == "OUT" else x for x in argv])
         try:
             assert_one_line_error(done, out)
         except AssertionError as e:
-            failures.append(f"{name}: {e}")
+            return f"{name}: {e}"
+        return None
+
+    # each case is a fresh interpreter that spends most of its time importing: run them side by side
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        failures = [f for f in pool.map(lambda case: check(*case), cases(art).items()) if f]
     assert not failures, "\n\n".join(failures)
 
 

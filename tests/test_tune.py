@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_generate_models import mt5_dir  # noqa: F401  (the tiny random mT5 fixture)
 from typer.testing import CliRunner
 
 from xdr.augment import fuse
@@ -122,3 +123,18 @@ def test_settings_file_plot_and_config_options(data: TuneData, tmp_path: Path) -
                                 *extra])
         assert r.exit_code == 0, r.output
         assert json.loads((target / "meta.json").read_text())["params"]["alpha"] == alpha
+
+
+def test_generate_takes_the_tuned_n(tmp_path: Path, mt5_dir: Path) -> None:  # noqa: F811
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"generate": {"n": 2}}))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"p{i}", "text": f"Passage {i} about a river."}) + "\n"
+                              for i in range(2)))
+    runner = CliRunner()
+    for extra, n in (([], 2), (["--n", "3"], 3)):  # the file's n, unless one is given
+        target = tmp_path / f"gen{n}"
+        r = runner.invoke(app, ["generate", "run", str(corpus), "--langs", "de", "--model", str(mt5_dir),
+                                "--no-filter", "--config", str(config), "--out", str(target), *extra])
+        assert r.exit_code == 0, r.output
+        assert json.loads((target / "meta.json").read_text())["params"]["n"] == n

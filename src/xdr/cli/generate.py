@@ -25,6 +25,7 @@ from xdr.cli.options import (
     in_range,
     out,
 )
+from xdr.cli.tune import config_values
 from xdr.langs import parse_langs
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app = typer.Typer(
     "--base-url http://127.0.0.1:8080/v1 --langs de,es --out gen",
 )
 def generate_run(
+    ctx: typer.Context,
     corpus: Annotated[Path, typer.Argument(help="English passages")],
     out_dir: Annotated[Path, typer.Option("--out", help="generated-query directory (resumable)")],
     langs: Annotated[str, typer.Option(help="target languages")],
@@ -61,8 +63,11 @@ def generate_run(
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
     threads: ThreadsOpt = None,
+    config: Annotated[Path | None, typer.Option(
+        help="settings chosen by `xdr tune` (n); an option given here wins")] = None,
 ) -> None:
     """Generate questions for every passage in each target language (xQG / SWIM-IR)."""
+    n = config_values(ctx, config, "generate", {"n": n})["n"]
     codes = parse_langs(langs)
     settings = engine_settings(engine, ray_address, workers, threads)
     from functools import partial
