@@ -28,8 +28,12 @@ import yaml
 
 from xdr.artifacts import atomic_path, write_json_atomic, write_text_atomic
 from xdr.augment import fuse
-from xdr.config import DEFAULT_BETA
+from xdr.config import DEFAULT_BETA, ModelSpec
+from xdr.embeddings import embeddings_meta, load_embeddings
 from xdr.errors import XdrError
+from xdr.expand import read_expansions
+from xdr.generate.artifact import split_generated_id
+from xdr.models.encoder import Encoder
 
 SECTIONS = {"augment": ("alpha",), "generate": ("n",), "search": ("beta", "expansion_weight")}
 PARAMS = ("alpha", "beta", "n", "expansion_weight")
@@ -229,11 +233,6 @@ def tune_data_from_files(
     """Load the passage store and the generated-query store (``xdr encode --kind generated``), and encode
     the queries (and their kept expansions of ``strategy``, averaged per query) once with the passages'
     model."""
-    from xdr.config import ModelSpec
-    from xdr.embeddings import embeddings_meta, load_embeddings
-    from xdr.generate.artifact import split_generated_id
-    from xdr.models.encoder import Encoder
-
     pids, pvec = load_embeddings(passages)
     gids, gvec = load_embeddings(generated)
     row = {p: i for i, p in enumerate(pids)}
@@ -245,8 +244,6 @@ def tune_data_from_files(
     qvec = enc.encode([q.text for q in queries], "query")
     exp, has = None, None
     if expansions is not None:
-        from xdr.expand import read_expansions
-
         index = {q.id: i for i, q in enumerate(queries)}
         rows = [(index[e.qid], e.expansion or "") for e in read_expansions(expansions, strategy=strategy)
                 if e.qid in index]

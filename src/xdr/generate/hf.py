@@ -18,14 +18,13 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from xdr.errors import XdrError
+from xdr.models.registry import missing_model_error
 
 
 @contextmanager
 def loading(model: str) -> Iterator[None]:
     """Turn a checkpoint that cannot be fetched or read (offline, misspelt id, missing files) into xdr's
     one-line error that says how to get it, the same one encoders give."""
-    from xdr.models.registry import missing_model_error
-
     try:
         yield
     except OSError as e:  # transformers reports hub, cache and id errors as OSError

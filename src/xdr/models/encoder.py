@@ -26,6 +26,7 @@ from xdr.config import ModelSpec
 from xdr.data.schema import Passage
 from xdr.errors import XdrError
 from xdr.models.base import Kind
+from xdr.models.registry import missing_model_error, resolve_spec
 from xdr.models.tokenize import TokenizerPool, token_ids
 from xdr.models.weights import max_positions
 from xdr.runtime import resolve_device, resolve_dtype
@@ -143,8 +144,6 @@ class Encoder:
         :func:`~xdr.models.registry.resolve_spec`.
         """
         from transformers import AutoModel, AutoTokenizer
-
-        from xdr.models.registry import missing_model_error, resolve_spec
 
         spec = resolve_spec(model) if isinstance(model, str) else model
         dev = resolve_device(device)

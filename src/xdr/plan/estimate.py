@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from xdr.data import read_passages
 from xdr.errors import XdrError
+from xdr.models.registry import resolve_spec
 from xdr.plan.rates import Rate, bundled_rates
 
 ENCODER_DIMS = {"me5-small": 384, "bert-base": 768}
@@ -221,9 +223,6 @@ def corpus_stats(corpus: str, tokenizer: str = "me5-small", sample: int = 2000) 
     """Passages in ``corpus`` (streamed once, never held) and their mean length in ``tokenizer``'s tokens,
     from the first ``sample`` passages as the encoder sees them (title and text)."""
     from transformers import AutoTokenizer
-
-    from xdr.data import read_passages
-    from xdr.models.registry import resolve_spec
 
     tok = AutoTokenizer.from_pretrained(resolve_spec(tokenizer).path)
     count, lengths = 0, []

@@ -44,6 +44,7 @@ from xdr.artifacts import Stage, is_done, start_artifact
 from xdr.config import ModelSpec
 from xdr.data.schema import TrainingExample
 from xdr.errors import XdrError
+from xdr.models.registry import resolve_spec
 from xdr.runtime import resolve_device, resolve_dtype
 from xdr.train.args import Attention, DualTrainingConfig, Loss, Similarity, trainer_arguments
 from xdr.train.checkpoints import CHECKPOINTS_DIR, MODEL_DIR, clear_stage, publish_model, resume_point, train_or_resume
@@ -372,7 +373,5 @@ def train_dual_encoder(
 
 def trained_spec(model_dir: str | Path, start: ModelSpec) -> ModelSpec:
     """The spec of a trained model: read from its files, with the start spec's lengths and separator."""
-    from xdr.models.registry import resolve_spec
-
     return resolve_spec(str(model_dir), query_max_length=start.query_max_length,
                         passage_max_length=start.passage_max_length, title_separator=start.title_separator)
