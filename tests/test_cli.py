@@ -50,6 +50,9 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
             "--out", str(tmp_path / "run"))
     assert s.returncode == 0, s.stderr
     assert "Eisenach" in s.stdout  # the Bach passage is shown for the question about his birthplace
+    m = xdr("search", str(tmp_path / "idx"), queries, "--k", "10", "--mmap", "--out", str(tmp_path / "run-mmap"))
+    assert m.returncode == 0, m.stderr  # the index left on disk answers the same
+    assert (tmp_path / "run-mmap" / "run.trec").read_text() == (tmp_path / "run" / "run.trec").read_text()
     e = xdr("evaluate", str(tmp_path / "run"), "--queries", queries, "--qrels", str(DEMO / "qrels.txt"),
             "--budgets", "100", "--out", str(tmp_path / "eval"))
     assert e.returncode == 0, e.stderr

@@ -60,6 +60,9 @@ def search_cmd(
     ef_search: Annotated[int | None, typer.Option(
         callback=in_range(1), help="HNSW beam width (default 128); more is slower and "
                                                  "closer to exact")] = None,
+    mmap: Annotated[bool, typer.Option(
+        help="leave the index's vectors and IVF lists on disk, paged in as searches touch them (an index "
+        "larger than memory; CPU only)")] = False,
     fields: FieldsOpt = None,
     lang: LangOpt = None,
     expansions: Annotated[Path | None, typer.Option(help="an `xdr expand` directory")] = None,
@@ -106,7 +109,7 @@ def search_cmd(
     if (rerank is None) != (store is None):
         raise XdrError("--rerank maxsim and --store go together")
     ensure_writable(out_dir)
-    idx = load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
+    idx = load_index(index_dir, nprobe=nprobe, ef_search=ef_search, use_gpu=not mmap, mmap=mmap)
     if beta is None and (rerank is not None or idx.multi is not None):  # a tuned beta where max-sim is used
         beta = tuned["beta"]
     if beta is not None and rerank is None:
