@@ -11,8 +11,9 @@ Queries: a fixed, stratified subset of XQuAD-R's questions in de, el, es, hi, tr
 ordered by a hash of their id and the same questions are taken in every language: the first
 ``--per-lang`` compare the four strategies (order ``expand``), the next ``--per-lang-best`` (disjoint,
 so the strategy is not chosen on the queries it is then scored on) test the best strategy in both
-orders and every combination. Each LLM run is an ``xdr expand`` artifact under ``--work``: rerunning the
-script resumes them (finished shards are kept) and reuses the cached vectors.
+orders and every combination. Each LLM run is an ``xdr expand`` artifact under ``--llm`` (committed, so a
+later session resumes it): rerunning the script keeps the finished shards and reuses the vectors cached
+under ``--work``.
 
 Conditions (me5-small; the pool is the 240 paragraphs, or with ``--pool subset`` the paragraphs of the
 chosen questions): dense without expansion; dense + expansion (concat, fuse) per strategy; BM25 (bm25s
@@ -100,7 +101,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--generated", type=Path, default=ROOT / "experiments" / "artifacts" / "xqg-real-gen")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "expansion")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "expansion", help="cached vectors, the BM25 index")
+    ap.add_argument("--llm", type=Path, default=ROOT / "experiments" / "artifacts" / "expansion",
+                    help="the LLM runs (`xdr expand` artifacts): small, committed as their shards finish")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "expansion")
     ap.add_argument("--per-lang", type=int, default=50, help="questions per language for the strategies")
     ap.add_argument("--per-lang-best", type=int, default=150, help="questions per language for the rest")
@@ -135,10 +138,10 @@ def main() -> int:
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     if a.partial:
-        done = {e.qid for e in read_expansions(a.work / "strategies", kept_only=False, partial=True)}
+        done = {e.qid for e in read_expansions(a.llm / "strategies", kept_only=False, partial=True)}
         strat_q = [q for q in strat_q if q.id in done]
     else:
-        run_expansion(strat_q, backend, a.work / "strategies", runs["strategies"][1])
+        run_expansion(strat_q, backend, a.llm / "strategies", runs["strategies"][1])
 
     corpus = data.corpus if a.pool == "all" else [
         p for p in data.corpus if p.id in {next(iter(data.qrels[q.id])) for q in strat_q + best_q}]
@@ -184,7 +187,7 @@ def main() -> int:
     base_s = score(svec @ pvec.T, strat_q, "dense")
     strat: dict[str, dict[str, Report]] = {}
     for s in STRATEGIES:
-        exp = kept(a.work / "strategies", s, "expansion", a.partial)
+        exp = kept(a.llm / "strategies", s, "expansion", a.partial)
         strat[s] = {"concat": score(concat(strat_q, exp) @ pvec.T, strat_q, f"{s} concat"),
                     "fuse": score(fused(strat_q, exp)[0] @ pvec.T, strat_q, f"{s} fuse")}
     best = max(STRATEGIES, key=lambda s: max(r.macro["RR@10"] for r in strat[s].values()))
@@ -196,7 +199,7 @@ def main() -> int:
         for half in ("short", "long")} for s in STRATEGIES}
     if a.partial:
         lines = strategy_lines(a, strat, base_s, by_length, plan, time.monotonic() - t0, best)
-        lines += cost_lines({"strategies": expansion_stats(a.work / "strategies")})
+        lines += cost_lines({"strategies": expansion_stats(a.llm / "strategies")})
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print(f"wrote {a.out.with_suffix('.md')}")
@@ -204,10 +207,10 @@ def main() -> int:
 
     # ---- 2. best strategy, both orders (second subset)
     for order in ("translate-expand", "expand-translate"):
-        run_expansion(best_q, backend, a.work / f"{order}-{best}", ExpandSettings(strategies=(best,), order=order,
+        run_expansion(best_q, backend, a.llm / f"{order}-{best}", ExpandSettings(strategies=(best,), order=order,
                                                                                   shard_size=60))
     llm_seconds = time.monotonic() - t0
-    te, et = a.work / f"translate-expand-{best}", a.work / f"expand-translate-{best}"
+    te, et = a.llm / f"translate-expand-{best}", a.llm / f"expand-translate-{best}"
     bvec = qvecs(best_q)
     exp_b = kept(et, best, "expansion")
     _, exp_mean, has = fused(best_q, exp_b)
@@ -258,7 +261,7 @@ def main() -> int:
     for qname, q in (("", bvec), (" + expansion", wq)):
         results[f"max-sim (β={beta}){qname}"] = score(maxsim_scores(q @ pvec.T, q @ gvec.T, owner, beta), best_q, "ms")
 
-    write(a, results, strat, base_s, by_length, tuned, plan, llm_seconds, [a.work / "strategies", te, et], best)
+    write(a, results, strat, base_s, by_length, tuned, plan, llm_seconds, [a.llm / "strategies", te, et], best)
     return 0
 
 
