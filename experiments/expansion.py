@@ -102,8 +102,9 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--generated", type=Path, default=ROOT / "experiments" / "artifacts" / "xqg-real-gen")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "expansion", help="cached vectors, the BM25 index")
-    ap.add_argument("--llm", type=Path, default=ROOT / "experiments" / "artifacts" / "expansion",
-                    help="the LLM runs (`xdr expand` artifacts): small, committed as their shards finish")
+    ap.add_argument("--llm", type=Path, default=None,
+                    help="the LLM runs (`xdr expand` artifacts; default experiments/artifacts/expansion, "
+                    "or WORK/llm with --stub so a stub never touches the committed runs)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "expansion")
     ap.add_argument("--per-lang", type=int, default=50, help="questions per language for the strategies")
     ap.add_argument("--per-lang-best", type=int, default=150, help="questions per language for the rest")
@@ -119,6 +120,8 @@ def main() -> int:
     ap.add_argument("--partial", action="store_true",
                     help="report the strategies on the finished shards of a run still going, asking the LLM nothing")
     a = ap.parse_args()
+    if a.llm is None:
+        a.llm = a.work / "llm" if a.stub else ROOT / "experiments" / "artifacts" / "expansion"
 
     data, queries = read_dev(a.shared)
     strat_q, best_q = subset(queries, 0, a.per_lang), subset(queries, a.per_lang, a.per_lang_best)

@@ -227,3 +227,4 @@ def test_experiment_runs_end_to_end_with_a_stub_llm(me5_dir: Path, tmp_path: Pat
     result = json.loads((tmp_path / "expansion.json").read_text())
     assert set(result["strategies"]) == {"zero-shot", "few-shot", "cot", "rar"}
     assert result["expansions"]["strategies"]["cost"]["calls"] == 48
+    assert (tmp_path / "work" / "llm" / "strategies" / "_DONE").exists()  # a stub keeps off the committed runs
