@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,17 @@ def test_translate_then_expand_translates_each_query_once(tmp_path: Path) -> Non
     assert r["prompt"] == "Language: English\nQuery: Who wrote One Hundred Years of Solitude?"
     assert r["english"] == f"{r['translation']} {r['expansion']}"
     assert rows[("q5", "few-shot", 1)]["reason"] == "translate:wrong_language"
+
+
+def test_one_strategys_prompts_go_out_back_to_back(tmp_path: Path) -> None:
+    """So that a server with prompt caching evaluates each system prompt and its exemplars once a shard."""
+    settings = ExpandSettings(strategies=("zero-shot", "few-shot", "cot"), shard_size=6)
+    with running(stub_answer) as srv:
+        one_at_a_time = OpenAIChatBackend("stub", srv.url, concurrency=1, timeout=5.0, retries=1, backoff=0.01)
+        out = run_expansion(QUERIES, one_at_a_time, tmp_path / "x", settings, progress=False)
+        systems = [b["messages"][0]["content"] for _, b in srv.requests]
+    assert [s for s, _ in groupby(systems)] == [SYSTEMS[s] for s in settings.strategies]
+    assert [r["qid"] for r in _rows(out)][:3] == ["q1"] * 3  # the artifact keeps query order
 
 
 def test_rerun_is_identical_and_other_settings_are_refused(tmp_path: Path) -> None:

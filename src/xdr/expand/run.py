@@ -138,7 +138,10 @@ class _Shard:
                 if why is not None:
                     r.reason = f"translate:{why}"
             groups.setdefault((r.q.id, r.strategy), []).append(r)
-        live = [g for g in groups.values() if g[0].reason is None]
+        # one strategy's prompts back to back: they share the system prompt (and the exemplars), which an
+        # LLM server with prompt caching then evaluates once rather than once per query
+        live = sorted((g for g in groups.values() if g[0].reason is None),
+                      key=lambda g: s.strategies.index(g[0].strategy))
         prompts, texts = [], []
         for g in live:
             text, lang = (g[0].translation, TARGET) if s.order == "translate-expand" else (g[0].q.text, g[0].q.lang)
