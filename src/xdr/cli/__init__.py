@@ -7,6 +7,7 @@ import their stage inside the command function, so `xdr --help` stays fast (no t
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Annotated, NoReturn, TextIO
@@ -97,9 +98,9 @@ def _fail(message: str) -> NoReturn:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # xdr shows its own progress; weight-loading bars are noise
+    # xdr shows its own progress; weight-loading bars are noise. Set before any Hugging Face library is
+    # imported (they read it then), so a command that loads no model does not pay for importing one.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)
