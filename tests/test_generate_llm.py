@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,33 @@ def test_http_answers_in_order_with_seeds_and_key(
         "model": "tiny-chat", "temperature": 0.7, "top_p": 0.95, "max_tokens": 256,
     }
     assert body["messages"][0] == {"role": "system", "content": "sys"}
+
+
+def test_http_keeps_a_prompts_samples_on_one_worker_while_prompts_run_side_by_side() -> None:
+    """A server caching prompts per slot (llama.cpp) then evaluates each prompt once, not once per sample."""
+    lock, flying, most = threading.Lock(), Counter[str](), Counter[str]()
+
+    def slow(body: dict[str, Any]) -> str:
+        text = body["messages"][-1]["content"]
+        with lock:
+            flying[text] += 1
+            flying["*"] += 1
+            for k in (text, "*"):
+                most[k] = max(most[k], flying[k])
+        time.sleep(0.05)
+        with lock:
+            flying[text] -= 1
+            flying["*"] -= 1
+        return f"Q{body['seed']}"
+
+    with running(slow) as srv:
+        four = OpenAIChatBackend("m", srv.url, concurrency=4, timeout=5.0)
+        answers = four.complete([prompt(t, [1, 2, 3]) for t in "abcd"])
+        assert answers == [["Q1", "Q2", "Q3"]] * 4
+        assert most["*"] > 1 and all(most[t] == 1 for t in "abcd")
+        most.clear()
+        assert four.complete([prompt("e", list(range(8)))]) == [[f"Q{k}" for k in range(8)]]
+        assert most["e"] > 1  # one prompt, fewer prompts than workers: its samples are shared out
 
 
 def test_http_config_is_what_changes_answers(server: FakeChatServer) -> None:

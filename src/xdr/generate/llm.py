@@ -190,18 +190,26 @@ class OpenAIChatBackend:
         }
 
     def complete(self, prompts: Sequence[Prompt]) -> list[list[str]]:
-        jobs = [(p.messages, s) for p in prompts for s in p.seeds]
+        """Each prompt's samples go out one after another from one worker, and workers take different
+        prompts: a server that caches prompts per slot (llama.cpp) then evaluates each prompt once, not
+        once per sample. A prompt's samples are split across workers only when there are fewer prompts
+        than workers, so no worker idles."""
+        out: list[list[str]] = [[""] * len(p.seeds) for p in prompts]
+        per_prompt = max(1, -(-self.concurrency // max(len(prompts), 1)))
+        runs = [range(len(p.seeds))[j::per_prompt] for p in prompts for j in range(per_prompt)]
+        owners = [i for i, p in enumerate(prompts) for _ in range(per_prompt)]
         headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(self.api_key_env)) else {}
+
+        def work(i: int, ks: range) -> None:
+            for k in ks:
+                out[i][k] = self._request(client, prompts[i].messages, prompts[i].seeds[k])
+
         with httpx.Client(timeout=self.timeout, headers=headers) as client:
             pool = ThreadPoolExecutor(max_workers=self.concurrency)
             try:
-                answers = list(pool.map(lambda job: self._request(client, *job), jobs))
+                list(pool.map(work, owners, runs))  # raises the first worker's error
             finally:
                 pool.shutdown(cancel_futures=True)
-        out, i = [], 0
-        for p in prompts:
-            out.append(answers[i : i + len(p.seeds)])
-            i += len(p.seeds)
         return out
 
     def _request(self, client: httpx.Client, messages: list[Message], seed: int) -> str:
