@@ -8,8 +8,9 @@ corpus in each of ``--langs``, ``--n`` samples each (one request per sample, eac
 one ``complete`` call per language as the run makes per shard and language.
 
   serial    ``concurrency=1``: one request at a time, the way the server was used before
-  batched   ``concurrency=--concurrency`` (default: the server's slot count): the n samples of a passage,
-            and the next passage's, decoded together
+  batched   ``concurrency=--concurrency`` (default: the server's slot count): as many passages decoded
+            together, each passage's n samples one after another in its slot (the client keeps a
+            prompt on one worker, so the slot's cached prompt serves every sample after the first)
 
 Before each arm every slot is emptied (``POST /slots/ID?action=erase``) and then given the shared part of
 the prompt (system turn and exemplars, identical for every passage and language) with a one-token
