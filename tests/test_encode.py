@@ -13,10 +13,11 @@ import pytest
 import xdr.embeddings
 from xdr.artifacts import shard_name
 from xdr.config import ModelSpec
+from xdr.data import read_passages
 from xdr.data.schema import Passage, Query
 from xdr.embeddings import iter_shards, load_embeddings, open_ids, read_ids, write_embeddings, write_ids
 from xdr.encode import EncoderLoader, encode_passages, encode_queries
-from xdr.errors import MismatchError, XdrError
+from xdr.errors import DataError, MismatchError, XdrError
 
 
 class HashEncoder:
@@ -225,6 +226,22 @@ def test_ids_that_a_trec_run_cannot_hold_are_refused_before_encoding(tmp_path: P
         with pytest.raises(XdrError, match="empty or contains whitespace"):
             encode_passages([Passage("ok", "text"), Passage(bad, "text")], enc, tmp_path / "e", progress=False)
         assert not enc.calls and not list((tmp_path / "e").glob("part-*"))
+
+
+def test_a_malformed_record_in_the_first_shard_fails_before_the_model_loads(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    monkeypatch.setattr(EncoderLoader, "__call__", lambda self: loads.append("load") or HashEncoder())
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "txt": "typo"}\n')
+    loader = EncoderLoader(ModelSpec(name="tiny", path=str(tiny_bert_dir)))
+    with pytest.raises(DataError, match=f"{bad}:2"):
+        encode_passages(read_passages(bad), loader, tmp_path / "emb", progress=False)
+    assert loads == [] and not (tmp_path / "emb" / "_DONE").exists()
+    bad.write_text('{"id": "a", "text": "fine"}\n')
+    encode_passages(read_passages(bad), loader, tmp_path / "emb", progress=False)
+    assert loads == ["load"]  # the stand-in is what a good corpus loads
 
 
 def test_write_embeddings_stores_given_vectors(tmp_path: Path) -> None:

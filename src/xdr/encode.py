@@ -114,8 +114,10 @@ def encode_records(
         raise XdrError(f"shard_size and chunk_size must be positive (got {shard_size}, {chunk_size})")
     out = Path(out_dir)
     it = iter(records)
-    first = next(it, None)
-    if first is None:
+    # the first shard is read (and so checked) before any model loads: a malformed line among the first
+    # shard_size is reported in a second, not after the weights are in memory
+    head = list(itertools.islice(it, shard_size))
+    if not head:
         raise XdrError(f"empty corpus: no {kind} records to encode into {out}")
     spec = encoder.spec
     with worker_pool(engine, encoder_setup(encoder)) as pool:
@@ -130,7 +132,7 @@ def encode_records(
         counts = {"rows": 0, "shards": 0}
 
         def tasks() -> Iterator[ShardTask[tuple[int, list[tuple[str, str]]]]]:
-            for i, rows in enumerate(_batched(itertools.chain([first], it), shard_size)):
+            for i, rows in enumerate(_batched(itertools.chain(head, it), shard_size)):
                 ids = [rid for rid, _ in rows]
                 done = writer.shard_done(i)
                 if done:
