@@ -66,6 +66,7 @@ def cases(a: dict[str, Path]) -> dict[str, list[str]]:
         "index beta nan": ["index", str(a["emb"]), "--with-generated", str(a["store"]), "--beta", "nan",
                            "--out", "OUT"],
         "index bad factory": ["index", str(a["emb"]), "--factory", "IVF9x", "--out", "OUT"],
+        "index ef-construction on flat": ["index", str(a["emb"]), "--ef-construction", "200", "--out", "OUT"],
         "search beta nan": ["search", str(a["index"]), queries, "--out", "OUT", "--beta", "nan"],
         "search k 0": ["search", str(a["index"]), queries, "--out", "OUT", "--k", "0"],
         "search batch -1": ["search", str(a["index"]), queries, "--out", "OUT", "--batch-size", "-1"],

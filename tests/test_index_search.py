@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from xdr.data.schema import Passage, Query
 from xdr.embeddings import write_embeddings
 from xdr.encode import encode_passages
 from xdr.errors import MismatchError, XdrError
-from xdr.index import build_index, load_index
+from xdr.index import DenseIndex, build_index, load_index
 from xdr.search import search, search_vectors
 
 SPEC = ModelSpec(name="toy", path="/models/toy", fingerprint="abc")
@@ -170,6 +171,25 @@ def test_a_default_nprobe_far_from_exact_is_reported(
 def test_query_dim_mismatch_names_both_dims(flat: Path) -> None:
     with pytest.raises(MismatchError, match=r"dim 16 .* has dim 32"):
         load_index(flat).search(np.zeros((2, 16), dtype=np.float32), 5)
+
+
+def test_ef_construction_builds_a_better_graph_and_is_recorded(data: tuple, tmp_path: Path) -> None:
+    _, ids, vecs, queries = data
+    exact = exact_top(vecs, queries, 10)
+    recall = {}
+    for ef in (4, 200):
+        out = build_index(data[0], tmp_path / f"ef{ef}", "HNSW4", ef_construction=ef, progress=False)
+        assert json.loads((out / "meta.json").read_text())["params"]["ef_construction"] == ef
+        index = load_index(out, ef_search=10)
+        assert faiss.downcast_index(index.index).hnsw.efConstruction == ef  # saved with the graph
+        _, found = index.search(queries, 10)
+        recall[ef] = np.mean([len(set(f) & {ids[j] for j in e}) / 10 for f, e in zip(found, exact, strict=True)])
+    assert recall[200] > recall[4] + 0.05, recall
+    in_memory = DenseIndex.from_vectors(ids, vecs, SPEC, "HNSW4", ef_construction=200, ef_search=10)
+    assert faiss.downcast_index(in_memory.index).hnsw.efConstruction == 200
+    with pytest.raises(XdrError, match="efConstruction applies to HNSW indexes"):
+        build_index(data[0], tmp_path / "flat-ef", ef_construction=200, progress=False)
+    assert not (tmp_path / "flat-ef").exists()
 
 
 def test_setting_a_knob_the_index_lacks_is_refused(flat: Path) -> None:

@@ -41,6 +41,7 @@ def maxsim_store_cmd(
     "index",
     epilog="Example: xdr index runs/emb --out runs/idx --factory IVF4096,PQ64\n\n"
     "Example (18M passages, 4 shards): xdr index runs/emb --out runs/idx --factory IVF65536,PQ64 --shards 4\n\n"
+    "Example (graph): xdr index runs/emb --out runs/idx-hnsw --factory HNSW32 --ef-construction 200\n\n"
     "Example (multi-vector): xdr index runs/emb --with-generated runs/gen-store --out runs/idx-mv",
 )
 def index_cmd(
@@ -56,11 +57,13 @@ def index_cmd(
         help="FAISS indexes over contiguous row ranges, built one at a time (resumable) and searched as one")] = 1,
     train_sample: Annotated[int | None, typer.Option(callback=in_range(1),
         help="rows to train IVF/PQ on (default: 64 per IVF list, at least 39, up to ~1M)")] = None,
+    ef_construction: Annotated[int | None, typer.Option(callback=in_range(1),
+        help="HNSW build beam (FAISS default 40; more is slower to build, higher recall)")] = None,
 ) -> None:
     """Build a FAISS inner-product index over encoded passages (and their generated queries), streaming
     the embedding store shard by shard."""
     from xdr.index import build_index
 
     path = build_index(embeddings, out_dir, factory=factory, use_gpu=gpu, generated=with_generated, beta=beta,
-                       shards=shards, train_sample=train_sample)
+                       shards=shards, train_sample=train_sample, ef_construction=ef_construction)
     out.print(f"index: {path}")

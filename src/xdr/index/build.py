@@ -84,14 +84,15 @@ def _write_ids(emb_dir: Path, out: Path) -> list[int]:
 
 
 def _trained(
-    emb_dir: Path, out: Path, factory: str, sample: int, seed: int, *, metric: Metric, use_gpu: bool, sharded: bool
+    emb_dir: Path, out: Path, factory: str, sample: int, seed: int, *, metric: Metric, use_gpu: bool, sharded: bool,
+    ef_construction: int | None,
 ) -> faiss.Index:
     """The trained empty index, on the CPU; a sharded build keeps it on disk so a resumed build reuses it
     (k-means is not bit-reproducible across thread counts, and every shard must share one quantizer)."""
     path = out / TRAINED_FILE
     if sharded and path.exists():
         return faiss.read_index(str(path))
-    index = _new_index(embeddings_meta(emb_dir)["params"]["dim"], factory, metric)
+    index = _new_index(embeddings_meta(emb_dir)["params"]["dim"], factory, metric, ef_construction)
     if sample:
         index, on_gpu = _to_gpu(index, use_gpu)
         _train(index, training_sample(emb_dir, sample, seed), factory)
@@ -114,6 +115,7 @@ def build_index(
     generated: str | Path | None = None,
     beta: float = DEFAULT_BETA,
     shards: int = 1,
+    ef_construction: int | None = None,
 ) -> Path:
     """Build a FAISS index over an embedding store, streaming it shard by shard.
 
@@ -121,6 +123,7 @@ def build_index(
     recall for speed and memory. Indexes that need training (IVF, PQ) are trained on a uniform sample of
     ``train_sample`` rows (default :func:`default_train_sample`). ``shards`` > 1 writes that many FAISS
     indexes over contiguous row ranges (see the module docstring), searched and merged as one.
+    ``ef_construction`` sets an HNSW graph's build-time beam (FAISS's default, 40, when None).
     ``generated``, a max-sim store (`xdr maxsim-store`), adds the passages' generated-query vectors as rows
     of their own: a multi-vector index whose search groups rows back into passages, scored
     ``s + beta * max`` (see :mod:`xdr.index.multivector`).
@@ -143,7 +146,7 @@ def build_index(
         if metric != "ip":
             raise XdrError("a multi-vector index adds inner products of passages and generated queries; use ip")
     enc = emb_meta["params"]
-    empty = _new_index(enc["dim"], factory, metric)
+    empty = _new_index(enc["dim"], factory, metric, ef_construction)
     sample = default_train_sample(empty, emb_meta["rows"])
     if train_sample is not None and not empty.is_trained:
         sample = min(train_sample, emb_meta["rows"])
@@ -158,6 +161,8 @@ def build_index(
         "embeddings": {**input_identity(emb_dir), "kind": enc["kind"], "rows": emb_meta["rows"],
                        "source": enc["source"]},
     }
+    if ef_construction is not None:
+        params["ef_construction"] = ef_construction
     if store is not None:
         params["generated"] = {**input_identity(store.path), "vectors": store.vectors, "dtype": store.dtype}
         params["beta"] = beta
@@ -167,7 +172,8 @@ def build_index(
     rows = [len(i) for i in iter_shard_ids(emb_dir)] if (out / IDS_FILE).exists() else _write_ids(emb_dir, out)
     group = _groups(rows, shards)
     files = [out / name for name in index_files(shards)]
-    trained = _trained(emb_dir, out, factory, sample, seed, metric=metric, use_gpu=use_gpu, sharded=shards > 1)
+    trained = _trained(emb_dir, out, factory, sample, seed, metric=metric, use_gpu=use_gpu, sharded=shards > 1,
+                       ef_construction=ef_construction)
     with row_progress(progress) as bar:
         task = bar.add_task(f"index {factory}", total=sum(rows))
         index = on_gpu = None

@@ -98,12 +98,14 @@ def _check_metric(metric: str) -> None:
         raise XdrError(f"unknown metric {metric!r}; choose one of {', '.join(_METRICS)}")
 
 
-def _new_index(dim: int, factory: str, metric: Metric) -> faiss.Index:
+def _new_index(dim: int, factory: str, metric: Metric, ef_construction: int | None = None) -> faiss.Index:
     """An empty index from a factory string, without polysemous training.
 
     FAISS's factory turns on polysemous training for PQ codes (unless the string ends in "np"): an
     annealing of the PQ centroid order that only polysemous (Hamming-filtered) search uses, which xdr
     never enables; it made training an IVF-PQ index take minutes of CPU per sub-quantizer.
+    ``ef_construction`` is an HNSW graph's build-time beam (FAISS's default 40); the factory string cannot
+    carry it, and a graph built with too small a beam caps recall whatever efSearch is.
     """
     try:
         index = faiss.index_factory(dim, factory, _METRICS[metric])
@@ -113,6 +115,13 @@ def _new_index(dim: int, factory: str, metric: Metric) -> faiss.Index:
     for part in (faiss.downcast_index(ivf) if ivf is not None else None, faiss.downcast_index(index)):
         if hasattr(part, "do_polysemous_training"):
             part.do_polysemous_training = False
+    if ef_construction is not None:
+        graph = faiss.downcast_index(index)
+        if not hasattr(graph, "hnsw"):
+            raise XdrError(f"efConstruction applies to HNSW indexes (e.g. HNSW32); this one is {factory!r}")
+        if ef_construction < 1:
+            raise XdrError(f"efConstruction must be positive, not {ef_construction}")
+        graph.hnsw.efConstruction = ef_construction
     return index
 
 
@@ -170,6 +179,7 @@ class DenseIndex:
         use_gpu: bool = True,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        ef_construction: int | None = None,
     ) -> DenseIndex:
         """An index in memory over ``vectors`` (row ``i`` is passage ``ids[i]``), with no files written.
 
@@ -193,7 +203,7 @@ class DenseIndex:
             id_array = pa.array(ids, type=pa.large_string())
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise XdrError(f"passage ids must be strings ({e})") from e
-        index, on_gpu = _to_gpu(_new_index(vectors.shape[1], factory, metric), use_gpu)
+        index, on_gpu = _to_gpu(_new_index(vectors.shape[1], factory, metric, ef_construction), use_gpu)
         if not index.is_trained:
             size = default_train_sample(index, len(ids)) if train_sample is None else min(train_sample, len(ids))
             pick = np.sort(np.random.default_rng(seed).choice(len(ids), size=size, replace=False))
