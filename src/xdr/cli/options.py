@@ -59,7 +59,9 @@ GenBatchOpt = Annotated[int, typer.Option(callback=in_range(1), help="passages p
 GeneratorOpt = Annotated[str, typer.Option(help="seq2seq (mT5, HF), ct2 (mT5, CTranslate2), openai, hf-llm")]
 GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="checkpoint or served model")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible endpoint")]
-ConcurrencyOpt = Annotated[int, typer.Option(help="parallel requests (openai)", callback=in_range(1))]
+ConcurrencyOpt = Annotated[int, typer.Option(
+    help="parallel requests (openai), each on its own prompt: a prompt's samples go one after another, so a "
+    "server's prompt cache serves them", callback=in_range(1))]
 RequestTimeoutOpt = Annotated[float, typer.Option(
     "--timeout", help="seconds one request may take (openai); a CPU server needs minutes",
     callback=in_range(0.0, lo_open=True))]
