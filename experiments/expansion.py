@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,6 @@ def main() -> int:
     backend = StubChat(english) if a.stub else OpenAIChatBackend(
         a.model, a.base_url, concurrency=a.concurrency, timeout=a.timeout)
     a.work.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
     if a.partial:
         done = {e.qid for e in read_expansions(a.llm / "strategies", kept_only=False, partial=True)}
         strat_q = [q for q in strat_q if q.id in done]
@@ -201,8 +199,9 @@ def main() -> int:
         [v for q, v in base_s.scores("RR@10").items() if (q in short) == (half == "short")]))
         for half in ("short", "long")} for s in STRATEGIES}
     if a.partial:
-        lines = strategy_lines(a, strat, base_s, by_length, plan, time.monotonic() - t0, best)
-        lines += cost_lines({"strategies": expansion_stats(a.llm / "strategies")})
+        stats = {"strategies": expansion_stats(a.llm / "strategies")}
+        lines = strategy_lines(a, strat, base_s, by_length, plan, llm_seconds(stats), best)
+        lines += cost_lines(stats)
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print(f"wrote {a.out.with_suffix('.md')}")
@@ -212,7 +211,6 @@ def main() -> int:
     for order in ("translate-expand", "expand-translate"):
         run_expansion(best_q, backend, a.llm / f"{order}-{best}", ExpandSettings(strategies=(best,), order=order,
                                                                                   shard_size=60))
-    llm_seconds = time.monotonic() - t0
     te, et = a.llm / f"translate-expand-{best}", a.llm / f"expand-translate-{best}"
     bvec = qvecs(best_q)
     exp_b = kept(et, best, "expansion")
@@ -264,18 +262,19 @@ def main() -> int:
     for qname, q in (("", bvec), (" + expansion", wq)):
         results[f"max-sim (β={beta}){qname}"] = score(maxsim_scores(q @ pvec.T, q @ gvec.T, owner, beta), best_q, "ms")
 
-    write(a, results, strat, base_s, by_length, tuned, plan, llm_seconds, [a.llm / "strategies", te, et], best)
+    write(a, results, strat, base_s, by_length, tuned, plan, [a.llm / "strategies", te, et], best)
     return 0
 
 
 def write(a: argparse.Namespace, results: dict[str, Report], strat: dict[str, dict[str, Report]], base_s: Report,
-          by_length: dict[str, dict[str, float]], tuned: dict[str, Any], plan: dict[str, int], seconds: float,
+          by_length: dict[str, dict[str, float]], tuned: dict[str, Any], plan: dict[str, int],
           artifacts: list[Path], best: str) -> None:
     base = results["dense"]
     tests = with_holm([paired_test(base.scores(m), r.scores(m), measure=m, baseline_name="dense", system_name=name)
                        for name, r in results.items() if name != "dense" for m in MEASURES])
     p = {(c.system, c.measure): c for c in tests}
     stats = {art.name: expansion_stats(art) for art in artifacts}
+    seconds = llm_seconds(stats)
     head = "| condition | " + " | ".join(base.macro) + " |"
     lines = strategy_lines(a, strat, base_s, by_length, plan, seconds, best)
     lines += ["## Conditions (second subset, best strategy), macro; difference to dense, Holm-corrected p (t / W)", "",
@@ -316,7 +315,8 @@ def strategy_lines(a: argparse.Namespace, strat: dict[str, dict[str, Report]], b
     langs = [lang for lang in XQUAD_R_DEV_LANGS if lang in base_s.per_language["RR@10"]]
     n = len(base_s.scores("RR@10"))
     lines = [f"# Generative query expansion on XQuAD-R (me5-small{stub})", "",
-             f"Made by `python {' '.join(sys.argv)}`. LLM calls planned: {plan}; LLM wall time {seconds:.0f} s.", "",
+             f"Made by `python {' '.join(sys.argv)}`. LLM calls planned: {plan}; the runs' LLM calls took "
+             f"{seconds:.0f} s (their recorded wall time, over every session that added a shard).", "",
              f"## Strategies (order expand; first subset, {n} questions), macro, difference to dense", "", head,
              "|---|" + "---:|" * len(base_s.macro),
              "| dense | " + " | ".join(f"{v:.2f}" for v in base_s.macro.values()) + " |"]
@@ -331,6 +331,11 @@ def strategy_lines(a: argparse.Namespace, strat: dict[str, dict[str, Report]], b
               "median):", "", "| strategy | short | long |", "|---|---:|---:|",
               *(f"| {s} | {v['short']:+.3f} | {v['long']:+.3f} |" for s, v in by_length.items()), ""]
     return lines
+
+
+def llm_seconds(stats: dict[str, dict[str, Any]]) -> float:
+    """The LLM time the runs recorded shard by shard, not this invocation's: a resumed run asks for little."""
+    return sum(float(st["cost"]["seconds"]) for st in stats.values())
 
 
 def cost_lines(stats: dict[str, dict[str, Any]]) -> list[str]:
